@@ -1,0 +1,68 @@
+# deployer — common tasks. Run `make help` for the list.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+VPY := $(VENV)/bin/python
+# The Kubernetes server binaries for the lab: a directory or a .tar.xz/.tar.gz of
+# kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy (+ pause).
+DEPLOYER_LAB_BINARIES ?= $(firstword $(wildcard ../shared/lab/kube-*-linux-amd64.tar.xz))
+export DEPLOYER_LAB_BINARIES
+
+.PHONY: help install lab-deps lab-up lab-down lab-status demo-app demo test test-unit test-e2e lint bench cluster cluster-down clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
+
+$(VPY):
+	$(PYTHON) -m venv $(VENV)
+
+install: $(VPY) ## create .venv and install deployer with its dev extra
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[dev]'
+
+lab-deps: ## install the lab's Debian packages (root)
+	lab/deps
+
+lab-up: ## start the local lab cluster (idempotent; root, Linux, no Docker)
+	lab/up
+
+lab-down: ## stop the lab and clean everything it left
+	lab/down
+
+lab-status: ## components, node and images of the lab
+	lab/status
+
+demo-app: ## deploy the hello demo app (v1) to the lab
+	lab/run kubectl apply -f manifests/hello/
+	lab/run kubectl rollout status deployment/hello --timeout=120s
+
+demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary to v2
+	lab/run $(VENV)/bin/deployer canary --app hello --image v2
+
+test: install lab-up ## all tests: unit, then end-to-end on the lab cluster
+	$(VENV)/bin/pytest tests/unit
+	lab/run $(VENV)/bin/pytest tests/e2e
+
+test-unit: install ## unit tests only (no cluster)
+	$(VENV)/bin/pytest tests/unit
+
+test-e2e: install lab-up ## end-to-end tests on the lab cluster
+	lab/run $(VENV)/bin/pytest tests/e2e
+
+lint: install ## ruff, mypy and the import contracts
+	$(VENV)/bin/ruff check deployer strategies tests lab bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+bench: install lab-up ## benchmarks (print figures)
+	lab/run $(VPY) bench/run.py
+
+cluster: ## a kind cluster instead of the lab (needs Docker and kind)
+	kind create cluster --name deployer --config kind-config.yaml
+	kubectl apply -f manifests/hello/
+
+cluster-down: ## delete the kind cluster
+	kind delete cluster --name deployer
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
