@@ -1,0 +1,179 @@
+"""The rollout verifier: rollout status + pod failure reasons + ``/version`` per new pod.
+
+``evaluate()`` reads the current state once and returns an :class:`Evaluation`;
+the runner calls it each time a watch wakes it (or an interval passes) until the
+evaluation is completed or a deadline passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from deployer.health.http import VersionCheck, sample_version
+from deployer.health.pods import PodFailureCheck
+from deployer.health.rollout import rollout_status
+from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
+
+if TYPE_CHECKING:
+    from deployer.cluster import Gateway
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    samples: int = 3
+    failure_limit: int = 3
+    error_limit: int = 5
+    http_mode: str = "proxy"  # "proxy" (through the API server), "pod-ip", or "off"
+    port: int | str | None = None
+    path: str = "/version"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    phase: Phase
+    message: str
+    measurements: tuple[Measurement, ...] = ()
+    failures: tuple[PodFailure, ...] = ()
+    pods: tuple[str, ...] = ()
+    deployment: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.phase.completed
+
+
+def selector_of(deployment: dict[str, Any]) -> str:
+    labels = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def new_replicaset(deployment: dict[str, Any],
+                   replicasets: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The ReplicaSet of the Deployment's current revision (once the controller saw it)."""
+    revision = (deployment["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION)
+    uid = deployment["metadata"].get("uid")
+    for rs in replicasets:
+        owners = rs["metadata"].get("ownerReferences") or []
+        if uid and not any(o.get("uid") == uid for o in owners):
+            continue
+        if (rs["metadata"].get("annotations") or {}).get(REVISION_ANNOTATION) == revision:
+            return rs
+    return None
+
+
+def container_port(deployment: dict[str, Any], container: str | None,
+                   override: int | str | None) -> int | str | None:
+    if override:
+        return override
+    containers = deployment["spec"]["template"]["spec"].get("containers") or []
+    for c in containers:
+        if container and c.get("name") != container:
+            continue
+        ports = c.get("ports") or []
+        named = [p for p in ports if p.get("name") == "http"]
+        chosen = (named or ports or [None])[0]
+        if chosen:
+            return int(chosen["containerPort"])
+    return None
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+class RolloutVerifier:
+    def __init__(self, gateway: Gateway, deployment: str, expected_version: str | None, *,
+                 clock: Callable[[], float], since: float, container: str | None = None,
+                 options: VerifyOptions | None = None):
+        self.gateway = gateway
+        self.name = deployment
+        self.expected_version = expected_version
+        self.since = since
+        self.container = container
+        self.options = options or VerifyOptions()
+        self.pod_check = PodFailureCheck(clock=clock)
+        self.version_check = (VersionCheck(expected_version, self.options.samples,
+                                           self.options.failure_limit, self.options.error_limit)
+                              if expected_version and self.options.http_mode != "off" else None)
+        self._uid: str | None = None
+        self._http: httpx.Client | None = None
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            if self.options.http_mode == "proxy":
+                self._http = self.gateway.api_http_client()
+            else:
+                self._http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0),
+                                          follow_redirects=False)
+        return self._http
+
+    def _url(self, pod: dict[str, Any], port: int | str) -> str:
+        if self.options.http_mode == "proxy":
+            return self.gateway.pod_proxy_path(pod["metadata"]["name"], port, self.options.path)
+        return f"http://{pod['status'].get('podIP')}:{port}{self.options.path}"
+
+    def new_pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]] | None:
+        selector = selector_of(deployment)
+        rs = new_replicaset(deployment, self.gateway.list_replicasets(selector))
+        if rs is None:
+            return None
+        hash_ = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
+        pods = self.gateway.list_pods(f"{selector},pod-template-hash={hash_}")
+        return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def evaluate(self) -> Evaluation:
+        dep = self.gateway.get_deployment(self.name)
+        if dep is None:
+            return Evaluation(Phase.FAILED, f"deployment {self.name} was deleted during the run")
+        uid = dep["metadata"].get("uid")
+        if self._uid is None:
+            self._uid = uid
+        elif uid != self._uid:
+            return Evaluation(Phase.FAILED, f"deployment {self.name} was deleted and recreated "
+                              "during the run; not following the new object")
+        rollout = rollout_status(dep, since=self.since)
+        measurements = [rollout]
+        observed = rollout.message.startswith("waiting for the controller")
+        pods = [] if observed else (self.new_pods(dep) or [])
+        pod_m, failures = self.pod_check.evaluate(pods, dep)
+        measurements.append(pod_m)
+        names = tuple(p["metadata"]["name"] for p in pods)
+        if failures:
+            return Evaluation(Phase.FAILED, pod_m.message, tuple(measurements), tuple(failures),
+                              names, dep)
+        if rollout.phase is Phase.FAILED:
+            return Evaluation(Phase.FAILED, rollout.message, tuple(measurements), (), names, dep)
+        if dep["spec"].get("paused"):
+            return Evaluation(Phase.RUNNING, f"deployment {self.name} is paused: Kubernetes does "
+                              "not make or check progress while paused",
+                              tuple(measurements), (), names, dep)
+        if rollout.phase is not Phase.SUCCESSFUL:
+            return Evaluation(Phase.RUNNING, rollout.message, tuple(measurements), (), names, dep)
+        if self.version_check is None:
+            return Evaluation(Phase.SUCCESSFUL, rollout.message, tuple(measurements), (), names,
+                              dep)
+        port = container_port(dep, self.container, self.options.port)
+        if port is None:
+            m = Measurement("http-version", Phase.ERROR,
+                            "the container declares no port; pass --port for /version checks")
+            return Evaluation(Phase.ERROR, m.message, (*measurements, m), (), names, dep)
+        ready = [p for p in pods if is_ready(p)]
+        client = self._client()
+        for pod in ready:
+            if not self.version_check.verified(pod["metadata"]["name"]):
+                self.version_check.record(
+                    sample_version(client, self._url(pod, port), pod["metadata"]["name"]))
+        version_m = self.version_check.evaluate([p["metadata"]["name"] for p in ready])
+        measurements.append(version_m)
+        return Evaluation(version_m.phase, version_m.message, tuple(measurements), (), names, dep)

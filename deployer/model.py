@@ -1,0 +1,260 @@
+"""The values deployer passes around: what to deploy, the plan, what was measured.
+
+Everything here is a frozen dataclass or an enum: strategies build these, the
+runner executes them, the report prints them. Kubernetes objects themselves
+travel as plain JSON dicts (exactly what the API server sends), never as client
+model classes, so nothing outside :mod:`deployer.cluster` depends on the client.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from deployer.validation import ImageRef
+
+K8sObject = dict[str, Any]
+
+ANNOTATION_PREFIX = "deployer.dev/"
+REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
+CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+
+
+@dataclass(frozen=True)
+class AppRef:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the user asked for."""
+
+    image: ImageRef
+    expected_version: str | None
+    reason: str | None = None
+    who: str | None = None
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One ReplicaSet revision of a Deployment, as ``kubectl rollout history`` sees it."""
+
+    number: int
+    image: str
+    replicaset: str
+    change_cause: str | None
+    created: str | None
+    template: K8sObject = field(repr=False, compare=False, default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AppState:
+    """A snapshot of the app read at the start of a run: what strategies plan from."""
+
+    app: AppRef
+    deployment: K8sObject
+    container: str
+    image: ImageRef
+    replicas: int
+    revision: int
+    revisions: tuple[Revision, ...]
+    version: str | None = None  # what the stable pods answer now (measured), if known
+    service: K8sObject | None = None
+
+    @property
+    def deployment_name(self) -> str:
+        return str(self.deployment["metadata"]["name"])
+
+    @property
+    def rollout_strategy(self) -> K8sObject:
+        return dict(self.deployment["spec"].get("strategy") or {})
+
+    def previous_revision(self) -> Revision | None:
+        older = [r for r in self.revisions if r.number < self.revision]
+        return max(older, key=lambda r: r.number) if older else None
+
+
+# --------------------------------------------------------------------------- steps
+
+
+@dataclass(frozen=True)
+class Step:
+    """Base of every plan step. ``describe`` is the line shown in plans and reports."""
+
+    def describe(self) -> str:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    @property
+    def kind(self) -> str:
+        name = type(self).__name__
+        return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+
+
+@dataclass(frozen=True)
+class UpdateDeployment(Step):
+    """Set the container image (and optionally the rollout strategy) in one write."""
+
+    deployment: str
+    container: str
+    image: str
+    change_cause: str
+    strategy: K8sObject | None = None
+
+    def describe(self) -> str:
+        extra = f" with strategy {self.strategy.get('type')}" if self.strategy else ""
+        return f"set {self.deployment}/{self.container} image to {self.image}{extra}"
+
+
+@dataclass(frozen=True)
+class SetRolloutStrategy(Step):
+    deployment: str
+    strategy: K8sObject
+
+    def describe(self) -> str:
+        return f"set {self.deployment} rollout strategy to {self.strategy.get('type')}"
+
+
+@dataclass(frozen=True)
+class AwaitRollout(Step):
+    """Watch the rollout and verify it: rollout status, pod failures, HTTP /version."""
+
+    deployment: str
+    expected_version: str | None
+    measure_downtime: bool = False
+
+    def describe(self) -> str:
+        version = f", every new pod answers {self.expected_version}" if self.expected_version else ""
+        return f"wait for {self.deployment} to roll out and verify it{version}"
+
+
+@dataclass(frozen=True)
+class UndoRollout(Step):
+    """Return the Deployment's pod template to an earlier revision (kubectl rollout undo)."""
+
+    deployment: str
+    to_revision: int
+    change_cause: str
+
+    def describe(self) -> str:
+        return f"roll {self.deployment} back to revision {self.to_revision}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    strategy: str
+    app: AppRef
+    steps: tuple[Step, ...]
+    rollback: tuple[Step, ...]
+    summary: str = ""
+
+    def describe(self) -> list[str]:
+        lines = [f"{i}. {step.describe()}" for i, step in enumerate(self.steps, 1)]
+        if self.rollback:
+            lines.append("on failure:")
+            lines += [f"   - {step.describe()}" for step in self.rollback]
+        return lines
+
+
+# ------------------------------------------------------------------- measurements
+
+
+class Phase(str, Enum):
+    """The state of one check, as in Argo Rollouts' AnalysisPhase.
+
+    ERROR means the check could not measure (timeout, 5xx); FAILED means it
+    measured something bad. Only FAILED rejects a release at once.
+    """
+
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    ERROR = "Error"
+    INCONCLUSIVE = "Inconclusive"
+
+    @property
+    def completed(self) -> bool:
+        return self in (Phase.SUCCESSFUL, Phase.FAILED, Phase.ERROR, Phase.INCONCLUSIVE)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    check: str
+    phase: Phase
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "phase": self.phase.value,
+            "message": self.message,
+            "details": self.details,
+        }
+
+
+@dataclass(frozen=True)
+class PodFailure:
+    pod: str
+    container: str | None
+    reason: str
+    message: str
+    image: str | None = None
+    exit_code: int | None = None
+    events: tuple[str, ...] = ()
+    logs: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "pod": self.pod,
+            "container": self.container,
+            "reason": self.reason,
+            "message": self.message,
+            "image": self.image,
+            "exitCode": self.exit_code,
+            "events": list(self.events),
+            "logs": list(self.logs),
+        }
+
+
+class Verdict(str, Enum):
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled-back"
+    NOOP = "no-op"
+    UNSAFE = "unsafe"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    PLANNED = "planned"
+
+
+@dataclass
+class StepRecord:
+    description: str
+    kind: str
+    started: float
+    seconds: float | None = None
+    result: str = "running"
+    note: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"step": self.description, "kind": self.kind, "result": self.result,
+                "seconds": None if self.seconds is None else round(self.seconds, 2),
+                "note": self.note}
+
+
+@dataclass
+class Outcome:
+    verdict: Verdict
+    exit_code: int
+    message: str
+    verified_version: str | None = None
+    downtime_seconds: float | None = None
+    next_command: str | None = None

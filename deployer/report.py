@@ -1,0 +1,133 @@
+"""What the person (or the CI log) reads, and the JSON report.
+
+Human output is written like a good CI log: phase headings, one line per step
+with its time, "still waiting for ..." only when the reason changes, and a final
+Result block with the verdict and the evidence (failed pods with their events and
+last log lines). In JSON mode the same words go to stderr and one JSON document
+goes to stdout at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from deployer.model import Measurement, Outcome, PodFailure, Step, StepRecord
+
+
+class Reporter:
+    def __init__(self, *, output: str = "text", out: IO[str] | None = None,
+                 err: IO[str] | None = None, clock: Callable[[], float] = time.monotonic):
+        self.output = output
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.clock = clock
+        self.started = clock()
+        self.steps: list[StepRecord] = []
+        self.checks: dict[str, Measurement] = {}
+        self.failures: list[PodFailure] = []
+        self.facts: dict[str, Any] = {}
+        self.notes: list[str] = []
+        self._last_wait: str | None = None
+
+    # ---------------------------------------------------------------- live lines
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.err, flush=True)
+
+    def heading(self, text: str) -> None:
+        self._last_wait = None
+        self._print(f"==> {text}")
+
+    def line(self, text: str) -> None:
+        self._print(f"    {text}")
+
+    def note(self, text: str) -> None:
+        """A line that also belongs in the final report."""
+        self.notes.append(text)
+        self.line(text)
+
+    def waiting(self, text: str) -> None:
+        if text != self._last_wait:
+            self._last_wait = text
+            self._print(f"    ... still waiting: {text}")
+
+    def fact(self, **values: Any) -> None:
+        self.facts.update({k: v for k, v in values.items() if v is not None})
+
+    def step_started(self, step: Step) -> StepRecord:
+        record = StepRecord(step.describe(), step.kind, self.clock())
+        self.steps.append(record)
+        self._last_wait = None
+        self._print(f"--> {record.description}")
+        return record
+
+    def step_finished(self, record: StepRecord, result: str, note: str | None = None) -> None:
+        record.seconds = self.clock() - record.started
+        record.result = result
+        record.note = note
+        suffix = f": {note}" if note else ""
+        self._print(f"    {result} in {record.seconds:.1f}s{suffix}")
+
+    def measured(self, measurements: tuple[Measurement, ...] | list[Measurement]) -> None:
+        for m in measurements:
+            self.checks[m.check] = m
+
+    def failed_pods(self, failures: tuple[PodFailure, ...] | list[PodFailure]) -> None:
+        known = {(f.pod, f.container) for f in self.failures}
+        self.failures += [f for f in failures if (f.pod, f.container) not in known]
+
+    # ----------------------------------------------------------------- the result
+
+    def result(self, outcome: Outcome) -> None:
+        elapsed = self.clock() - self.started
+        lines = ["", "Result", "------",
+                 f"verdict:  {outcome.verdict.value} (exit {outcome.exit_code})",
+                 f"message:  {outcome.message}"]
+        for key in ("app", "strategy", "from_image", "to_image", "from_version",
+                    "expected_version"):
+            if key in self.facts:
+                lines.append(f"{key.replace('_', ' ') + ':':<10}{self.facts[key]}")
+        if outcome.verified_version:
+            lines.append(f"verified: every pod answers {outcome.verified_version}")
+        if outcome.downtime_seconds is not None:
+            lines.append(f"downtime: {outcome.downtime_seconds:.1f}s with no available pod")
+        lines.append(f"took:     {elapsed:.1f}s")
+        if self.steps:
+            lines.append("steps:")
+            lines += [f"  - {s.description}: {s.result}"
+                      + (f" ({s.seconds:.1f}s)" if s.seconds is not None else "")
+                      for s in self.steps]
+        for failure in self.failures:
+            lines.append(f"failed pod {failure.pod}"
+                         + (f" container {failure.container}" if failure.container else "")
+                         + f": {failure.reason}: {failure.message}")
+            if failure.image:
+                lines.append(f"  image: {failure.image}")
+            lines += [f"  event: {e}" for e in failure.events]
+            lines += [f"  log:   {line}" for line in failure.logs]
+        if outcome.next_command:
+            lines.append(f"next:     {outcome.next_command}")
+        stream = self.err if self.output == "json" else self.out
+        print("\n".join(lines), file=stream, flush=True)
+        if self.output == "json":
+            print(json.dumps(self.to_json(outcome), indent=2), file=self.out, flush=True)
+
+    def to_json(self, outcome: Outcome) -> dict[str, Any]:
+        return {
+            **self.facts,
+            "verdict": outcome.verdict.value,
+            "exitCode": outcome.exit_code,
+            "message": outcome.message,
+            "verifiedVersion": outcome.verified_version,
+            "downtimeSeconds": outcome.downtime_seconds,
+            "seconds": round(self.clock() - self.started, 2),
+            "steps": [s.to_json() for s in self.steps],
+            "checks": [m.to_json() for m in self.checks.values()],
+            "failedPods": [f.to_json() for f in self.failures],
+            "notes": self.notes,
+            "next": outcome.next_command,
+        }

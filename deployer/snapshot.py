@@ -1,0 +1,114 @@
+"""Reading an app's current state from the cluster into an :class:`AppState`."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import AppNotFound, InvalidInput, UnsafeState
+from deployer.health.http import sample_version
+from deployer.health.verifier import container_port, is_ready, new_replicaset, selector_of
+from deployer.model import (
+    CHANGE_CAUSE_ANNOTATION,
+    REVISION_ANNOTATION,
+    AppRef,
+    AppState,
+    Revision,
+)
+from deployer.validation import ImageRef, parse_image
+
+if TYPE_CHECKING:
+    from deployer.cluster import Gateway
+
+
+def pick_container(deployment: dict[str, Any], wanted: str | None) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"].get("containers") or []
+    name = deployment["metadata"]["name"]
+    if wanted:
+        for c in containers:
+            if c["name"] == wanted:
+                return dict(c)
+        names = ", ".join(c["name"] for c in containers)
+        raise InvalidInput(f"deployment {name} has no container {wanted!r} (it has: {names})",
+                           id="unknown-container")
+    if len(containers) == 1:
+        return dict(containers[0])
+    for c in containers:
+        if c["name"] == name:
+            return dict(c)
+    names = ", ".join(c["name"] for c in containers)
+    raise InvalidInput(f"deployment {name} has several containers ({names}); name one with "
+                       "--container", id="ambiguous-container")
+
+
+def revisions(gateway: Gateway, deployment: dict[str, Any],
+              container: str | None = None) -> tuple[Revision, ...]:
+    uid = deployment["metadata"].get("uid")
+    out = []
+    for rs in gateway.list_replicasets(selector_of(deployment)):
+        if not any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or []):
+            continue
+        annotations = rs["metadata"].get("annotations") or {}
+        try:
+            number = int(annotations.get(REVISION_ANNOTATION, "0"))
+        except ValueError:
+            continue
+        template = rs["spec"]["template"]
+        images = [c.get("image", "") for c in template["spec"].get("containers") or []
+                  if container is None or c.get("name") == container]
+        out.append(Revision(number, images[0] if images else "", rs["metadata"]["name"],
+                            annotations.get(CHANGE_CAUSE_ANNOTATION),
+                            rs["metadata"].get("creationTimestamp"), template))
+    return tuple(sorted(out, key=lambda r: r.number))
+
+
+def current_versions(gateway: Gateway, deployment: dict[str, Any],
+                     container: str | None = None) -> Counter[str]:
+    """Ask every Ready pod of the current ReplicaSet for its /version, once each."""
+    port = container_port(deployment, container, None)
+    rs = new_replicaset(deployment, gateway.list_replicasets(selector_of(deployment)))
+    if port is None or rs is None:
+        return Counter()
+    hash_ = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
+    pods = [p for p in gateway.list_pods(f"{selector_of(deployment)},pod-template-hash={hash_}")
+            if is_ready(p)]
+    answers: Counter[str] = Counter()
+    with gateway.api_http_client() as client:
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            sample = sample_version(client, gateway.pod_proxy_path(name, port, "/version"), name)
+            answers[sample.version or f"error: {sample.error}"] += 1
+    return answers
+
+
+def read_app(gateway: Gateway, app: str, container: str | None = None, *,
+             measure_version: bool = True) -> AppState:
+    dep = gateway.get_deployment(app)
+    if dep is None:
+        raise AppNotFound(f"no Deployment named {app!r} in namespace {gateway.namespace!r}",
+                          hint="check --app and --namespace (deployer looks for a Deployment "
+                               "with the app's name)")
+    c = pick_container(dep, container)
+    try:
+        image: ImageRef = parse_image(c["image"])
+    except InvalidInput as exc:
+        raise UnsafeState(f"deployment {app} runs an image deployer cannot parse: {exc.message}",
+                          id="unparseable-current-image") from exc
+    annotations = dep["metadata"].get("annotations") or {}
+    revision = int(annotations.get(REVISION_ANNOTATION, "0") or 0)
+    version = None
+    if measure_version:
+        answers = current_versions(gateway, dep, c["name"])
+        good = [v for v in answers if not v.startswith("error:")]
+        version = good[0] if len(good) == 1 else None
+    return AppState(
+        app=AppRef(gateway.namespace, app),
+        deployment=dep,
+        container=c["name"],
+        image=image,
+        replicas=int(dep["spec"].get("replicas", 1)),
+        revision=revision,
+        revisions=revisions(gateway, dep, c["name"]),
+        version=version,
+        service=gateway.get_service(app),
+    )

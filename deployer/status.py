@@ -1,0 +1,132 @@
+"""``deployer status`` and ``deployer history``: read-only views of an app."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from deployer.errors import AppNotFound
+from deployer.health.rollout import rollout_status
+from deployer.record import read_history, read_run
+from deployer.snapshot import current_versions, pick_container, revisions
+
+if TYPE_CHECKING:
+    from deployer.cluster import Gateway
+
+
+def _deployments(gw: Gateway, app: str) -> list[dict[str, Any]]:
+    found = {d["metadata"]["name"]: d for d in gw.list_deployments(f"app={app}")}
+    main = gw.get_deployment(app)
+    if main is not None:
+        found[app] = main
+    if not found:
+        raise AppNotFound(f"no Deployment named or labelled {app!r} in namespace "
+                          f"{gw.namespace!r}")
+    return [found[k] for k in sorted(found, key=lambda n: (n != app, n))]
+
+
+def collect(gw: Gateway, app: str) -> dict[str, Any]:
+    deployments = []
+    run = None
+    last = None
+    for dep in _deployments(gw, app):
+        container = pick_container(dep, None)
+        status = dep.get("status") or {}
+        rollout = rollout_status(dep)
+        versions = current_versions(gw, dep, container["name"])
+        deployments.append({
+            "name": dep["metadata"]["name"],
+            "image": container["image"],
+            "track": (dep["spec"]["template"]["metadata"].get("labels") or {}).get("track"),
+            "revision": (dep["metadata"].get("annotations") or {}).get(
+                "deployment.kubernetes.io/revision"),
+            "replicas": {"desired": dep["spec"].get("replicas", 1),
+                         "updated": status.get("updatedReplicas", 0),
+                         "ready": status.get("readyReplicas", 0),
+                         "available": status.get("availableReplicas", 0)},
+            "rollout": {"phase": rollout.phase.value, "message": rollout.message},
+            "versions": dict(versions),
+            "paused": bool(dep["spec"].get("paused")),
+        })
+        if dep["metadata"]["name"] == app:
+            record = read_run(dep)
+            run = record.to_json() if record else None
+            history = read_history(dep)
+            last = history[-1].to_json() if history else None
+    svc = gw.get_service(app)
+    service = None
+    if svc is not None:
+        service = {"name": app, "selector": svc["spec"].get("selector"),
+                   "sessionAffinity": svc["spec"].get("sessionAffinity"),
+                   "clusterIP": svc["spec"].get("clusterIP"),
+                   "ports": [f"{p.get('port')}->{p.get('targetPort')}"
+                             for p in svc["spec"].get("ports") or []]}
+    return {"app": app, "namespace": gw.namespace, "deployments": deployments,
+            "service": service, "runInProgress": run, "lastRun": last}
+
+
+def render(data: dict[str, Any]) -> str:
+    lines = [f"app {data['app']} in namespace {data['namespace']}"]
+    for d in data["deployments"]:
+        r = d["replicas"]
+        versions = ", ".join(f"{v} x{n}" for v, n in d["versions"].items()) or "none answering"
+        lines += [
+            f"  deployment {d['name']}" + (f" (track {d['track']})" if d["track"] else ""),
+            f"    image:     {d['image']} (revision {d['revision']})",
+            f"    replicas:  {r['desired']} desired, {r['updated']} updated, {r['ready']} ready, "
+            f"{r['available']} available",
+            f"    rollout:   {d['rollout']['phase']}: {d['rollout']['message']}",
+            f"    versions:  {versions}",
+        ]
+        if d["paused"]:
+            lines.append("    paused:    yes")
+    s = data["service"]
+    if s:
+        lines.append(f"  service {s['name']}: selector {s['selector']}, sessionAffinity "
+                     f"{s['sessionAffinity']}, {s['clusterIP']} {', '.join(s['ports'])}")
+    else:
+        lines.append("  service: none")
+    run = data["runInProgress"]
+    if run:
+        lines.append(f"  run in progress: {run.get('strategy')} {run.get('from_image')} -> "
+                     f"{run.get('to_image')}, phase {run.get('phase')}, step "
+                     f"{run.get('step')!r}, by {run.get('who')} since {run.get('started')}")
+    else:
+        lines.append("  run in progress: none")
+    last = data["lastRun"]
+    if last:
+        lines.append(f"  last run: {last.get('strategy')} to {last.get('to_image')}: "
+                     f"{last.get('verdict')} at {last.get('finished')} by {last.get('who')}")
+    return "\n".join(lines)
+
+
+def collect_history(gw: Gateway, app: str) -> dict[str, Any]:
+    dep = gw.get_deployment(app)
+    if dep is None:
+        raise AppNotFound(f"no Deployment named {app!r} in namespace {gw.namespace!r}")
+    container = pick_container(dep, None)["name"]
+    revs = revisions(gw, dep, container)
+    current = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
+    return {
+        "app": app, "namespace": gw.namespace,
+        "releases": [r.to_json() for r in read_history(dep)],
+        "revisions": [{"revision": r.number, "image": r.image, "changeCause": r.change_cause,
+                       "created": r.created, "current": str(r.number) == current}
+                      for r in revs],
+    }
+
+
+def render_history(data: dict[str, Any]) -> str:
+    lines = [f"releases of {data['app']} (namespace {data['namespace']}), oldest first:"]
+    if not data["releases"]:
+        lines.append("  none recorded by deployer")
+    for r in data["releases"]:
+        version = r.get("verified_version") or r.get("expected_version") or "-"
+        lines.append(f"  {r.get('finished') or r.get('started')}  {r.get('strategy'):<10} "
+                     f"{r.get('from_image')} -> {r.get('to_image')}  version {version}  "
+                     f"{r.get('verdict') or r.get('phase')}  by {r.get('who')}"
+                     + (f"  why: {r['reason']}" if r.get("reason") else ""))
+    lines.append("revisions:")
+    for r in data["revisions"]:
+        mark = "*" if r["current"] else " "
+        lines.append(f" {mark}{r['revision']:>4}  {r['image']:<40} {r['changeCause'] or ''}")
+    return "\n".join(lines)

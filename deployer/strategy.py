@@ -1,0 +1,53 @@
+"""What a strategy is, and how deployer finds one.
+
+A strategy is a pure planner: given a snapshot of the app and what the user asked
+for, it returns a :class:`~deployer.model.Plan` (the steps forward and the steps
+back). It never talks to the cluster; the runner executes plans. Strategies are
+found through the ``deployer.strategies`` entry-point group, so a package can add
+one without changing deployer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Protocol
+
+from deployer.errors import InvalidInput
+from deployer.model import AppState, Plan, Target
+
+ENTRY_POINT_GROUP = "deployer.strategies"
+
+
+@dataclass(frozen=True)
+class Options:
+    """Strategy-specific settings parsed from the command line."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+
+class Strategy(Protocol):
+    name: str
+
+    def plan(self, state: AppState, target: Target, options: Options) -> Plan: ...
+
+
+def load(name: str) -> Strategy:
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name == name:
+            return entry.load()()  # type: ignore[no-any-return]
+    known = ", ".join(sorted(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP)))
+    raise InvalidInput(f"unknown strategy {name!r} (installed: {known})", id="unknown-strategy")
+
+
+def change_cause(action: str, target: Target) -> str:
+    """The ``kubernetes.io/change-cause`` text: what, by whom, why."""
+    text = f"deployer {action} to {target.image}"
+    if target.who:
+        text += f" by {target.who}"
+    if target.reason:
+        text += f": {target.reason}"
+    return text

@@ -1,0 +1,44 @@
+"""recreate: stop every old pod, then start the new version; downtime is measured."""
+
+from __future__ import annotations
+
+from deployer.model import (
+    AppState,
+    AwaitRollout,
+    Plan,
+    SetRolloutStrategy,
+    Step,
+    Target,
+    UndoRollout,
+    UpdateDeployment,
+)
+from deployer.strategy import Options, change_cause
+
+RECREATE = {"type": "Recreate", "rollingUpdate": None}
+
+
+class RecreateStrategy:
+    name = "recreate"
+
+    def plan(self, state: AppState, target: Target, options: Options) -> Plan:
+        dep = state.deployment_name
+        original = state.rollout_strategy
+        switch = original.get("type") != "Recreate"
+        restore: tuple[Step, ...] = (
+            (SetRolloutStrategy(dep, original),) if switch else ()
+        )
+        steps: tuple[Step, ...] = (
+            UpdateDeployment(dep, state.container, str(target.image),
+                             change_cause("recreate", target), RECREATE if switch else None),
+            AwaitRollout(dep, target.expected_version, measure_downtime=True),
+            *restore,
+        )
+        rollback: tuple[Step, ...] = (
+            UndoRollout(dep, state.revision,
+                        f"deployer rolled back {target.image}: release rejected"),
+            AwaitRollout(dep, state.version, measure_downtime=True),
+            *restore,
+        )
+        return Plan(self.name, state.app, steps, rollback,
+                    summary=f"recreate {dep}: stop {state.replicas} pods of {state.image}, "
+                            f"then start {target.image}")
