@@ -34,7 +34,7 @@ from deployer.validation import (
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
-    from deployer.model import AppState, Outcome
+    from deployer.model import Outcome
     from deployer.report import Reporter
 
 HELP = f"""Roll out a new version of an app on Kubernetes with a chosen strategy,

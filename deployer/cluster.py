@@ -23,8 +23,7 @@ from __future__ import annotations
 import json
 import queue
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -183,7 +182,8 @@ class Gateway:
                     id="unknown-context",
                 )
         self.context = chosen["name"] if chosen else None
-        self.namespace = namespace or (chosen or {}).get("context", {}).get("namespace") or "default"
+        context_namespace = (chosen or {}).get("context", {}).get("namespace")
+        self.namespace = namespace or context_namespace or "default"
         configuration = client.Configuration()
         config.load_kube_config(
             config_file=kubeconfig, context=self.context, client_configuration=configuration
@@ -287,7 +287,7 @@ class Gateway:
                 previous=previous, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
         except Exception:  # noqa: BLE001 - logs are a courtesy in a report, never a failure
             return []
-        text = response.data.decode("utf-8", "replace")
+        text = response.data.decode("utf-8", "replace")  # type: ignore[attr-defined]
         return [line for line in text.splitlines() if line.strip()][-tail_lines:]
 
     # ------------------------------------------------------------------- writes

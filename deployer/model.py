@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from deployer.validation import ImageRef
@@ -129,7 +129,8 @@ class AwaitRollout(Step):
     measure_downtime: bool = False
 
     def describe(self) -> str:
-        version = f", every new pod answers {self.expected_version}" if self.expected_version else ""
+        version = (f", every new pod answers {self.expected_version}"
+                   if self.expected_version else "")
         return f"wait for {self.deployment} to roll out and verify it{version}"
 
 
@@ -164,7 +165,7 @@ class Plan:
 # ------------------------------------------------------------------- measurements
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """The state of one check, as in Argo Rollouts' AnalysisPhase.
 
     ERROR means the check could not measure (timeout, 5xx); FAILED means it
@@ -224,7 +225,7 @@ class PodFailure:
         }
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     PROMOTED = "promoted"
     REJECTED = "rejected"
     ROLLED_BACK = "rolled-back"

@@ -97,9 +97,8 @@ class PodFailureCheck:
                 last = (cs.get("lastState") or {}).get("terminated") or {}
                 exit_code = last.get("exitCode")
                 final = False
-                if reason in FINAL_WAITING:
-                    final = True
-                elif reason == "ErrImagePull" and any(m in message.lower() for m in PULL_NOT_FOUND):
+                not_found = any(m in message.lower() for m in PULL_NOT_FOUND)
+                if reason in FINAL_WAITING or (reason == "ErrImagePull" and not_found):
                     final = True
                 elif reason == "CrashLoopBackOff":
                     final = int(cs.get("restartCount", 0)) >= self.crashloop_restarts
@@ -126,6 +125,9 @@ class PodFailureCheck:
                         failures.append(PodFailure(
                             deployment["metadata"]["name"], None,
                             cond.get("reason") or "ReplicaFailure", cond.get("message") or ""))
+                    else:
+                        pending.append(f"cannot create pods for {age:.0f}s: "
+                                       f"{cond.get('message', '')}")
 
         for key in list(self._first_seen):
             if key not in seen:

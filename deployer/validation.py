@@ -1,0 +1,952 @@
+"""Rules for everything a person types into deployer, checked before any API call.
+
+Every function here either returns the value (parsed or normalised) or raises
+:class:`deployer.errors.InvalidInput` with a stable id and a message that names
+the field, the offending value or character, and the rule it breaks, e.g.::
+
+    image reference 'Hello:V2' is invalid: repository names must be lowercase (found 'H')
+    (deployer: invalid-image)
+
+Refusing here, instead of letting the API server or the kubelet refuse later,
+means a bad value never leaves a half-done rollout behind.
+
+The module is imported on the command-line path, so it only uses the standard
+library and keeps its import cheap (a few compiled regular expressions).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import NoReturn
+
+from deployer.errors import InvalidInput
+
+__all__ = [
+    "APP_NAME_MAX",
+    "DNS_LABEL_MAX",
+    "DNS_SUBDOMAIN_MAX",
+    "DURATION_MAX_SECONDS",
+    "IMAGE_NAME_MAX",
+    "INT32_MAX",
+    "INT64_MAX",
+    "LABEL_NAME_MAX",
+    "LABEL_VALUE_MAX",
+    "REASON_MAX",
+    "TAG_MAX",
+    "ImageRef",
+    "check_surge_pair",
+    "expected_version_from_tag",
+    "is_bare_tag",
+    "parse_duration",
+    "parse_image",
+    "parse_percent",
+    "parse_reference",
+    "parse_replicas",
+    "parse_revision",
+    "parse_steps",
+    "parse_surge",
+    "resolve_image",
+    "validate_app_name",
+    "validate_dns_label",
+    "validate_label_key",
+    "validate_label_value",
+    "validate_namespace",
+    "validate_reason",
+    "validate_tag",
+]
+
+# --- limits -------------------------------------------------------------------
+
+DNS_LABEL_MAX = 63
+"""RFC 1123 label length; Kubernetes object names such as namespaces use it."""
+
+DNS_SUBDOMAIN_MAX = 253
+"""RFC 1123 subdomain length; the optional prefix of a label key."""
+
+APP_NAME_MAX = 47
+"""Longest app name: leaves room for ``-canary`` and the ReplicaSet hash suffix."""
+
+LABEL_NAME_MAX = 63
+LABEL_VALUE_MAX = 63
+
+IMAGE_NAME_MAX = 255
+"""Longest repository name (registry included), per the distribution reference."""
+
+TAG_MAX = 128
+"""Longest image tag, per the distribution reference grammar."""
+
+INT32_MAX = 2**31 - 1
+"""Largest replica count or surge Kubernetes accepts (an int32 field)."""
+
+INT64_MAX = 2**63 - 1
+"""Largest Deployment revision (the annotation is parsed as an int64)."""
+
+DURATION_MAX_SECONDS = 24 * 3600
+"""Longest duration deployer accepts: a rollout waiting a day is a mistake."""
+
+REASON_MAX = 1024
+"""Longest change-cause text."""
+
+# --- character classes and patterns (ASCII only: `\w` and `\d` would match
+# Unicode letters and digits, which none of these grammars allow) -------------
+
+_LOWER = "abcdefghijklmnopqrstuvwxyz"
+_UPPER = _LOWER.upper()
+_DIGITS = "0123456789"
+_LOWER_ALNUM = frozenset(_LOWER + _DIGITS)
+_ALNUM = frozenset(_LOWER + _UPPER + _DIGITS)
+_HEX_LOWER = frozenset("0123456789abcdef")
+
+_DNS_LABEL_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+_QUALIFIED_NAME_RE = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_IPV6_RE = re.compile(r"[0-9A-Fa-f:]+")
+_WHOLE_RE = re.compile(r"[0-9]+")
+
+_DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+
+_SEMVER_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
+_FULL_VERSION_TAG_RE = re.compile(
+    r"v?(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)"
+    rf"(?:-({_SEMVER_IDENT}(?:\.{_SEMVER_IDENT})*))?"
+)
+_SHORT_VERSION_TAG_RE = re.compile(r"v(0|[1-9][0-9]*)(?:\.(0|[1-9][0-9]*))?")
+
+_DURATION_PART_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)([A-Za-z]*)")
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_ORDER = ("h", "m", "s", "ms")
+
+# Characters that reorder or break a line when an annotation is displayed.
+_BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+
+_CHAR_NAMES = {
+    " ": "space",
+    "\t": "tab",
+    "\n": "newline",
+    "\r": "carriage return",
+    "\x00": "NUL",
+    "\x0b": "vertical tab",
+    "\x0c": "form feed",
+    "\xa0": "no-break space",
+}
+
+_LATEST_HINT = (
+    "'latest' points at whatever was pushed last, so the rollout is not reproducible "
+    "and a rollback cannot return to the version that ran before; "
+    "use a version tag (e.g. v2) or a digest"
+)
+_DURATION_HINT = "write a number with a unit: ms, s, m or h (e.g. 90s, 5m, 1h30m, 500ms)"
+_SURGE_HINT = "use a whole number of pods (e.g. 1) or a whole percentage (e.g. 25%)"
+
+
+# --- message helpers ------------------------------------------------------------
+
+_SHOW_MAX = 80
+
+
+def _show(value: str) -> str:
+    """Quote *value* for a message: control characters escaped, long values shortened."""
+    if len(value) > _SHOW_MAX:
+        value = f"{value[:56]}...{value[-16:]}"
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
+    return f"'{text}'"
+
+
+def _char(c: str) -> str:
+    """Name one character so that it is visible in a terminal: ``';'``, ``tab U+0009``."""
+    if c.isprintable() and not c.isspace():
+        return f"'{c}'"
+    name = _CHAR_NAMES.get(c) or unicodedata.name(c, "") or "control character"
+    return f"{name} U+{ord(c):04X}"
+
+
+class _Problem(Exception):
+    """A broken rule found by an internal check; turned into :class:`InvalidInput`."""
+
+    def __init__(self, rule: str, hint: str | None = None) -> None:
+        super().__init__(rule)
+        self.rule = rule
+        self.hint = hint
+
+    def error(self, subject: str, value: str, error_id: str) -> InvalidInput:
+        return InvalidInput(
+            f"{subject} {_show(value)} is invalid: {self.rule}", id=error_id, hint=self.hint
+        )
+
+
+def _fail(subject: str, value: str, rule: str, error_id: str, hint: str | None = None) -> NoReturn:
+    raise InvalidInput(f"{subject} {_show(value)} is invalid: {rule}", id=error_id, hint=hint)
+
+
+def _check_no_whitespace(value: str) -> None:
+    for i, c in enumerate(value, 1):
+        if c.isspace():
+            raise _Problem(f"it contains whitespace ({_char(c)} at position {i})")
+
+
+def _as_text(value: str | int, subject: str, error_id: str) -> str:
+    """Accept a string or an int (not a bool) for the numeric parsers."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        _fail(subject, repr(value), "expected a whole number", error_id)
+    return value if isinstance(value, str) else str(value)
+
+
+def _whole_number(text: str) -> int | None:
+    """ASCII digits only (``int()`` would also take ``'٣'``, ``'1_0'`` or ``' 1'``).
+
+    Very long digit strings are capped rather than converted, so a hostile value
+    cannot trip Python's int-conversion limit; every caller's maximum is far lower.
+    """
+    if not _WHOLE_RE.fullmatch(text):
+        return None
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 30:
+        return 10**30
+    return int(digits)
+
+
+# --- names and labels ---------------------------------------------------------------
+
+
+def _check_dns_label(value: str) -> None:
+    if value == "":
+        raise _Problem(f"it is empty; a name has 1 to {DNS_LABEL_MAX} characters")
+    _check_no_whitespace(value)
+    if len(value) > DNS_LABEL_MAX:
+        raise _Problem(
+            f"it is {len(value)} characters long; the limit is {DNS_LABEL_MAX} (RFC 1123 label)"
+        )
+    for i, c in enumerate(value, 1):
+        if c in _UPPER:
+            lowered = value.lower()
+            hint = f"did you mean {_show(lowered)}?" if _DNS_LABEL_RE.fullmatch(lowered) else None
+            raise _Problem(f"it must be lowercase (found {_char(c)} at position {i})", hint)
+        if c not in _LOWER_ALNUM and c != "-":
+            raise _Problem(
+                f"character {_char(c)} at position {i} is not allowed; "
+                "use only lowercase letters, digits and '-'"
+            )
+    if value[0] == "-":
+        raise _Problem("it must start with a letter or digit, not a hyphen '-'")
+    if value[-1] == "-":
+        raise _Problem("it must end with a letter or digit, not a hyphen '-'")
+    if not _DNS_LABEL_RE.fullmatch(value):  # pragma: no cover - the checks above are complete
+        raise _Problem("it is not an RFC 1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?)")
+
+
+def validate_dns_label(value: str, field: str) -> str:
+    """Check an RFC 1123 label: 1-63 characters of ``[a-z0-9-]``, alphanumeric at both ends.
+
+    Kubernetes names most objects (namespaces, Services, Deployments' pods'
+    hostnames) with this rule, so anything deployer turns into a name must pass
+    it. The error says exactly what is wrong: empty, whitespace, too long (with
+    the length), uppercase, which illegal character, or a hyphen at an end.
+    Returns *value* unchanged. Error id ``invalid-name``.
+    """
+    try:
+        _check_dns_label(value)
+    except _Problem as p:
+        raise p.error(field, value, "invalid-name") from None
+    return value
+
+
+def validate_app_name(value: str) -> str:
+    """Check ``--app``: an RFC 1123 label of at most 47 characters.
+
+    deployer creates Deployments named ``<app>-canary``, ``<app>-blue`` and
+    ``<app>-green``; Kubernetes names their ReplicaSets ``<deployment>-<hash>``
+    and those names end up in pod names and label values limited to 63
+    characters. 47 leaves room for both suffixes, so a valid app name never
+    produces an object the API server refuses halfway through a rollout.
+    Error id ``invalid-name``.
+    """
+    validate_dns_label(value, "--app")
+    if len(value) > APP_NAME_MAX:
+        _fail(
+            "--app",
+            value,
+            f"it is {len(value)} characters long; app names are limited to {APP_NAME_MAX}",
+            "invalid-name",
+            hint=(
+                "deployer names Deployments '<app>-canary', '<app>-blue' and '<app>-green', "
+                "and Kubernetes appends a hash to each ReplicaSet name; "
+                f"{APP_NAME_MAX} keeps those names within {DNS_LABEL_MAX} characters"
+            ),
+        )
+    return value
+
+
+def validate_namespace(value: str) -> str:
+    """Check ``--namespace``: an RFC 1123 label (Kubernetes' rule for namespace names).
+
+    Error id ``invalid-namespace``.
+    """
+    try:
+        _check_dns_label(value)
+    except _Problem as p:
+        raise p.error("--namespace", value, "invalid-namespace") from None
+    return value
+
+
+def _check_label_chars(text: str, what: str, limit: int) -> None:
+    """The shared rule of label names and values: ``([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]``."""
+    if len(text) > limit:
+        raise _Problem(f"{what} is {len(text)} characters long; the limit is {limit}")
+    for i, c in enumerate(text, 1):
+        if c not in _ALNUM and c not in "-_.":
+            raise _Problem(
+                f"character {_char(c)} at position {i} is not allowed in {what}; "
+                "use letters, digits, '-', '_' and '.'"
+            )
+    if text[0] not in _ALNUM:
+        raise _Problem(f"{what} must start with a letter or digit, not {_char(text[0])}")
+    if text[-1] not in _ALNUM:
+        raise _Problem(f"{what} must end with a letter or digit, not {_char(text[-1])}")
+    if not _QUALIFIED_NAME_RE.fullmatch(text):  # pragma: no cover - the checks above are complete
+        raise _Problem(f"{what} does not match ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+
+
+def _check_subdomain(text: str, what: str) -> None:
+    """RFC 1123 subdomain as Kubernetes checks it: at most 253 characters, dot-separated labels."""
+    if len(text) > DNS_SUBDOMAIN_MAX:
+        raise _Problem(f"{what} is {len(text)} characters long; the limit is {DNS_SUBDOMAIN_MAX}")
+    for c in text:
+        if c in _UPPER:
+            raise _Problem(f"{what} must be lowercase (found {_char(c)})")
+        if c not in _LOWER_ALNUM and c not in "-.":
+            raise _Problem(
+                f"character {_char(c)} is not allowed in {what}; "
+                "use lowercase letters, digits, '-' and '.'"
+            )
+    for part in text.split("."):
+        if part == "":
+            raise _Problem(f"{what} has an empty part between dots")
+        if part[0] == "-" or part[-1] == "-":
+            raise _Problem(f"{what} part {_show(part)} must start and end with a letter or digit")
+
+
+def validate_label_key(key: str) -> str:
+    """Check a Kubernetes label key: ``[prefix/]name``.
+
+    The optional prefix is a DNS subdomain (lowercase, at most 253 characters);
+    the name is 1-63 characters of letters, digits, ``-``, ``_`` and ``.``,
+    alphanumeric at both ends. The API server refuses anything else, and a
+    selector built from a bad key would match nothing. Error id ``invalid-label``.
+    """
+    try:
+        if key == "":
+            raise _Problem("it is empty")
+        _check_no_whitespace(key)
+        if key.count("/") > 1:
+            raise _Problem("it may contain only one '/', between the prefix and the name")
+        prefix, slash, name = key.rpartition("/")
+        if slash:
+            if prefix == "":
+                raise _Problem("the prefix before '/' is empty")
+            _check_subdomain(prefix, "the prefix")
+        if name == "":
+            raise _Problem("the name after '/' is empty")
+        _check_label_chars(name, "the name" if slash else "it", LABEL_NAME_MAX)
+    except _Problem as p:
+        raise p.error("label key", key, "invalid-label") from None
+    return key
+
+
+def validate_label_value(value: str) -> str:
+    """Check a Kubernetes label value: empty, or 1-63 characters like a label name.
+
+    Error id ``invalid-label``.
+    """
+    try:
+        if value != "":
+            _check_no_whitespace(value)
+            _check_label_chars(value, "it", LABEL_VALUE_MAX)
+    except _Problem as p:
+        raise p.error("label value", value, "invalid-label") from None
+    return value
+
+
+# --- image references ---------------------------------------------------------------
+
+
+def _split_domain(name: str) -> tuple[str | None, str]:
+    """Split ``registry/path`` the way the distribution reference does.
+
+    The first component is a registry only when it contains ``.`` or ``:`` or is
+    ``localhost``; otherwise the whole name is a path (``team/app``).
+    """
+    first, slash, rest = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, rest
+    return None, name
+
+
+def _check_port(port: str) -> None:
+    if port == "":
+        raise _Problem("the registry port after ':' is empty")
+    number = _whole_number(port)
+    if number is None:
+        raise _Problem(f"registry port {_show(port)} is not a number")
+    if not 1 <= number <= 65535:
+        raise _Problem(f"registry port {port} is out of range (1 to 65535)")
+
+
+def _check_domain(domain: str) -> None:
+    if domain.startswith("["):
+        end = domain.find("]")
+        if end == -1:
+            raise _Problem(f"registry {_show(domain)} opens '[' without a closing ']'")
+        inner, after = domain[1:end], domain[end + 1 :]
+        if not _IPV6_RE.fullmatch(inner):
+            raise _Problem(f"registry address {_show(domain[: end + 1])} is not an IPv6 address")
+        if after:
+            if not after.startswith(":"):
+                raise _Problem(f"registry {_show(domain)} has text after ']' that is not a port")
+            _check_port(after[1:])
+        return
+    if domain.count(":") > 1:
+        raise _Problem(f"registry {_show(domain)} has more than one ':'")
+    host, colon, port = domain.partition(":")
+    if host == "":
+        raise _Problem("the registry host before ':' is empty")
+    for part in host.split("."):
+        if part == "":
+            raise _Problem(f"registry host {_show(host)} has an empty part between dots")
+        for c in part:
+            if c not in _ALNUM and c != "-":
+                raise _Problem(
+                    f"character {_char(c)} is not allowed in registry host {_show(host)}"
+                )
+        if part[0] == "-" or part[-1] == "-":
+            raise _Problem(
+                f"registry host part {_show(part)} must start and end with a letter or digit"
+            )
+    if colon:
+        _check_port(port)
+
+
+def _check_path(path: str, repository: str) -> None:
+    if path == "":
+        raise _Problem("the repository path after the registry is empty")
+    for component in path.split("/"):
+        if component == "":
+            raise _Problem(
+                "the repository path has an empty component (look for '//' or a trailing '/')"
+            )
+        for c in component:
+            if c in _UPPER:
+                domain, _ = _split_domain(repository)
+                lowered = path.lower() if domain is None else f"{domain}/{path.lower()}"
+                raise _Problem(
+                    f"repository names must be lowercase (found {_char(c)})",
+                    f"write the repository as {_show(lowered)}",
+                )
+            if c not in _LOWER_ALNUM and c not in "._-":
+                raise _Problem(f"character {_char(c)} is not allowed in a repository name")
+        if not _PATH_COMPONENT_RE.fullmatch(component):
+            raise _Problem(
+                f"repository path component {_show(component)} must start and end with a "
+                "letter or digit, with only '.', '_', '__' or '-' between them"
+            )
+
+
+def _check_repository(repository: str) -> None:
+    if repository == "":
+        raise _Problem("the repository name is empty")
+    domain, path = _split_domain(repository)
+    if domain is not None:
+        _check_domain(domain)
+    _check_path(path, repository)
+    if len(repository) > IMAGE_NAME_MAX:
+        raise _Problem(
+            f"the repository name is {len(repository)} characters long; "
+            f"the limit is {IMAGE_NAME_MAX}"
+        )
+
+
+def _check_tag(tag: str) -> None:
+    if tag == "":
+        raise _Problem("the tag after ':' is empty")
+    if len(tag) > TAG_MAX:
+        raise _Problem(f"the tag is {len(tag)} characters long; the limit is {TAG_MAX}")
+    for c in tag:
+        if c not in _ALNUM and c not in "_.-":
+            raise _Problem(
+                f"character {_char(c)} is not allowed in a tag; "
+                "use letters, digits, '_', '.' and '-'"
+            )
+    if not _TAG_RE.fullmatch(tag):
+        raise _Problem(f"a tag must start with a letter, digit or '_', not {_char(tag[0])}")
+
+
+def _check_digest(digest: str) -> None:
+    if digest == "":
+        raise _Problem("the digest after '@' is empty")
+    algorithm, colon, encoded = digest.partition(":")
+    if not colon or algorithm == "":
+        raise _Problem("a digest is written 'algorithm:hex', e.g. sha256:<64 hex digits>")
+    expected = _DIGEST_HEX_LENGTHS.get(algorithm)
+    if expected is None:
+        raise _Problem(
+            f"digest algorithm {_show(algorithm)} is not supported (use sha256 or sha512)"
+        )
+    if encoded == "":
+        raise _Problem(f"the digest has no hex digits after '{algorithm}:'")
+    for c in encoded:
+        if c not in _HEX_LOWER:
+            if c in "ABCDEF":
+                raise _Problem("digest hex digits must be lowercase")
+            raise _Problem(f"character {_char(c)} in the digest is not a hex digit")
+    if len(encoded) != expected:
+        raise _Problem(
+            f"a {algorithm} digest has exactly {expected} hex digits; this one has {len(encoded)}"
+        )
+
+
+def _check_parts(repository: str, tag: str | None, digest: str | None) -> None:
+    _check_repository(repository)
+    if tag is not None:
+        _check_tag(tag)
+    if digest is not None:
+        _check_digest(digest)
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A container image reference that follows the distribution reference grammar.
+
+    ``repository`` includes the registry when one was given
+    (``registry.example.com:5000/team/hello``, or just ``hello``); nothing is
+    normalised, so ``str()`` gives back exactly the reference that was parsed.
+    Construction checks the grammar (not deployer's tag policy), so an
+    ``ImageRef`` that exists is always a reference a registry could serve.
+    """
+
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            _check_parts(self.repository, self.tag, self.digest)
+        except _Problem as p:
+            raise p.error("image reference", str(self), "invalid-image") from None
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag is not None:
+            text += f":{self.tag}"
+        if self.digest is not None:
+            text += f"@{self.digest}"
+        return text
+
+    @property
+    def domain(self) -> str | None:
+        """The registry part (``localhost:5000``), or None when the name has none."""
+        return _split_domain(self.repository)[0]
+
+    @property
+    def path(self) -> str:
+        """The repository path without the registry (``team/hello``)."""
+        return _split_domain(self.repository)[1]
+
+    def with_tag(self, tag: str) -> ImageRef:
+        """The same repository at *tag*; the digest is dropped because it named the old image.
+
+        Only the tag grammar is checked here; :func:`validate_tag` adds the policy.
+        """
+        return ImageRef(self.repository, tag, None)
+
+
+def _parse(value: str) -> ImageRef:
+    """Split and check a reference; raises ``_Problem``."""
+    if value == "":
+        raise _Problem("it is empty")
+    _check_no_whitespace(value)
+    if value.count("@") > 1:
+        raise _Problem("it contains more than one '@'; a reference has at most one digest")
+    rest, at, digest = value.partition("@")
+    slash, colon = rest.rfind("/"), rest.rfind(":")
+    if colon > slash:
+        name, tag = rest[:colon], rest[colon + 1 :]
+    else:
+        name, tag = rest, None
+    _check_parts(name, tag, digest if at else None)
+    return ImageRef(name, tag, digest if at else None)
+
+
+def parse_reference(value: str) -> ImageRef:
+    """Parse any reference the grammar allows, with or without a tag.
+
+    For images read from the cluster (a Deployment may run ``hello`` or
+    ``hello:latest``); user input goes through :func:`parse_image`, which adds
+    deployer's policy. Error id ``invalid-image``.
+    """
+    try:
+        return _parse(value)
+    except _Problem as p:
+        raise p.error("image reference", value, "invalid-image") from None
+
+
+def parse_image(value: str) -> ImageRef:
+    """Parse ``--image``: a full reference that pins a version.
+
+    Grammar (distribution reference): ``[registry[:port]/]path[:tag][@digest]``,
+    where the registry is hostname components joined by ``.`` (or an IPv6
+    address in brackets) and is recognised only when the first component has a
+    ``.`` or ``:`` or is ``localhost``; path components are lowercase
+    ``[a-z0-9]+`` joined by ``.``, ``_``, ``__`` or dashes, separated by ``/``;
+    the whole name is at most 255 characters; a tag is ``[A-Za-z0-9_]`` then up
+    to 127 of ``[A-Za-z0-9_.-]``; a digest is ``sha256:`` + 64 (or ``sha512:`` +
+    128) lowercase hex digits.
+
+    Policy on top of the grammar: a reference must name a tag or a digest, and
+    the tag ``latest`` is refused unless a digest pins it, because either would
+    make the rollout irreproducible and leave a rollback nothing to return to.
+    Error id ``invalid-image``.
+    """
+    ref = parse_reference(value)
+    if ref.tag is None and ref.digest is None:
+        raise InvalidInput(
+            f"image reference {_show(value)} has no tag or digest: "
+            f"name an explicit tag (e.g. {ref.repository}:v2) or a digest",
+            id="invalid-image",
+            hint="without a tag the registry serves 'latest', which changes whenever "
+            "someone pushes; the rollout would not be reproducible",
+        )
+    if ref.tag == "latest" and ref.digest is None:
+        _fail(
+            "image reference",
+            value,
+            "the tag 'latest' is not allowed",
+            "invalid-image",
+            hint=_LATEST_HINT,
+        )
+    return ref
+
+
+def is_bare_tag(value: str) -> bool:
+    """True when *value* has no ``:``, ``/`` or ``@``, so ``--image v2`` means a tag.
+
+    The CLI then applies it to the app's current repository (see
+    :func:`resolve_image`). An empty string counts as a bare tag and is refused
+    by :func:`validate_tag`.
+    """
+    return not any(c in value for c in ":/@")
+
+
+def validate_tag(value: str) -> str:
+    """Check a bare tag: ``[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}``, and not ``latest``.
+
+    Same rule and messages as the tag part of :func:`parse_image`.
+    Error id ``invalid-image``.
+    """
+    try:
+        if value == "":
+            raise _Problem("it is empty")
+        _check_no_whitespace(value)
+        _check_tag(value)
+    except _Problem as p:
+        raise p.error("tag", value, "invalid-image") from None
+    if value == "latest":
+        _fail("tag", value, "the tag 'latest' is not allowed", "invalid-image", hint=_LATEST_HINT)
+    return value
+
+
+def resolve_image(value: str, current: ImageRef | str) -> ImageRef:
+    """Turn ``--image`` into the reference to deploy.
+
+    A bare tag (``v2``) is applied to *current*, the image the app runs now (its
+    digest, if any, is dropped); anything else must be a full reference and is
+    parsed by :func:`parse_image`. Error id ``invalid-image``.
+    """
+    if not is_bare_tag(value):
+        return parse_image(value)
+    validate_tag(value)
+    if isinstance(current, ImageRef):
+        return current.with_tag(value)
+    try:
+        base = _parse(current)
+    except _Problem as p:
+        raise InvalidInput(
+            f"the app's current image {_show(current)} is invalid: {p.rule}",
+            id="invalid-image",
+            hint=f"give a full image reference instead of the bare tag {_show(value)}",
+        ) from None
+    return base.with_tag(value)
+
+
+def expected_version_from_tag(tag: str | None) -> str | None:
+    """The version an app built from *tag* should report, or None when the tag says none.
+
+    ``v2`` -> ``2.0.0``, ``v2.1`` -> ``2.1.0``, ``v2.1.3`` and ``2.1.3`` ->
+    ``2.1.3``, ``v2.1.3-rc.1`` -> ``2.1.3-rc.1``. Tags are case-sensitive, so only
+    a lowercase ``v`` counts. Short forms need the ``v``: an unprefixed ``2`` or
+    ``2.1`` is commonly a floating tag (like ``python:3.12``) and says nothing
+    exact. Everything else (``latest``, ``stable``, ``sha-abc123``, None) gives
+    None, and the CLI then asks for ``--expect-version``.
+    """
+    if tag is None:
+        return None
+    full = _FULL_VERSION_TAG_RE.fullmatch(tag)
+    if full:
+        major, minor, patch, pre = full.groups()
+        return f"{major}.{minor}.{patch}" + (f"-{pre}" if pre else "")
+    short = _SHORT_VERSION_TAG_RE.fullmatch(tag)
+    if short:
+        major, minor = short.groups()
+        return f"{major}.{minor or 0}.0"
+    return None
+
+
+# --- numbers and durations ----------------------------------------------------------
+
+
+def parse_duration(value: str, field: str, *, allow_zero: bool = False) -> float:
+    """Parse a duration into seconds: ``90``, ``90s``, ``5m``, ``1h30m``, ``500ms``, ``1.5s``.
+
+    A bare number is seconds. Units are ``h``, ``m``, ``s`` and ``ms``, from the
+    largest to the smallest, each at most once. Zero is refused unless
+    *allow_zero* (a zero timeout would fail every run), negative values and
+    anything over 24h are refused (waiting longer is a typo, not a plan).
+    Error id ``invalid-duration``.
+    """
+    try:
+        if value == "":
+            raise _Problem("it is empty", _DURATION_HINT)
+        _check_no_whitespace(value)
+        if value.startswith("-"):
+            raise _Problem("a duration must not be negative")
+        total = 0.0
+        position = 0
+        last_rank = -1
+        while position < len(value):
+            match = _DURATION_PART_RE.match(value, position)
+            if match is None:
+                raise _Problem(
+                    f"expected a number at position {position + 1}, found {_char(value[position])}",
+                    _DURATION_HINT,
+                )
+            number, unit = match.groups()
+            if unit == "":
+                if match.end() < len(value):
+                    raise _Problem(
+                        f"malformed number at position {match.end() + 1}", _DURATION_HINT
+                    )
+                if position != 0:
+                    raise _Problem(f"the number {number} at the end has no unit", _DURATION_HINT)
+                total = float(number)
+                break
+            if unit not in _DURATION_UNITS:
+                raise _Problem(f"unknown unit '{unit}' (use ms, s, m or h)", _DURATION_HINT)
+            rank = _DURATION_ORDER.index(unit)
+            if rank <= last_rank:
+                raise _Problem(
+                    "units must go from the largest to the smallest, each used once "
+                    "(e.g. 1h30m, 1m30s)"
+                )
+            last_rank = rank
+            total += float(number) * _DURATION_UNITS[unit]
+            position = match.end()
+        if total == 0 and not allow_zero:
+            raise _Problem("it must be greater than zero")
+        if total > DURATION_MAX_SECONDS:
+            raise _Problem(f"it is longer than the limit of 24h ({DURATION_MAX_SECONDS}s)")
+    except _Problem as p:
+        raise p.error(field, value, "invalid-duration") from None
+    return total
+
+
+def parse_surge(value: str | int, field: str) -> int | str:
+    """Parse maxSurge / maxUnavailable the way Kubernetes' IntOrString takes them.
+
+    Either a whole number of pods, 0 to 2147483647 (an int32), returned as
+    ``int``; or a whole percentage ``N%`` with 0 <= N <= 100, returned as the
+    string ``"N%"`` (leading zeros dropped). Fractions, negatives and words are
+    refused here instead of by the API server mid-run. Error id ``invalid-surge``.
+    """
+    text = _as_text(value, field, "invalid-surge")
+    try:
+        if text == "":
+            raise _Problem("it is empty")
+        _check_no_whitespace(text)
+        if text.endswith("%"):
+            number = _whole_number(text[:-1])
+            if text.startswith("-"):
+                raise _Problem("a percentage must not be negative")
+            if number is None:
+                raise _Problem("a percentage must be a whole number followed by '%' (e.g. 25%)")
+            if number > 100:
+                raise _Problem("a percentage must be between 0% and 100%")
+            return f"{number}%"
+        if text.startswith("-"):
+            raise _Problem("it must not be negative")
+        number = _whole_number(text)
+        if number is None:
+            raise _Problem("it must be a whole number of pods or a whole percentage")
+        if number > INT32_MAX:
+            raise _Problem(f"it must be at most {INT32_MAX}")
+        return number
+    except _Problem as p:
+        raise InvalidInput(
+            f"{field} {_show(text)} is invalid: {p.rule}", id="invalid-surge", hint=_SURGE_HINT
+        ) from None
+
+
+def _is_zero(amount: int | str) -> bool:
+    return amount == 0 or amount == "0%"
+
+
+def check_surge_pair(
+    max_surge: str | int,
+    max_unavailable: str | int,
+    *,
+    surge_field: str = "--max-surge",
+    unavailable_field: str = "--max-unavailable",
+) -> None:
+    """Refuse maxSurge and maxUnavailable both zero (``0`` or ``0%``).
+
+    A rolling update could then neither add a pod nor remove one; Kubernetes
+    rejects it ("may not be 0 when maxUnavailable is 0"). Each value is also
+    checked by :func:`parse_surge`. Error id ``invalid-surge``.
+    """
+    surge = parse_surge(max_surge, surge_field)
+    unavailable = parse_surge(max_unavailable, unavailable_field)
+    if _is_zero(surge) and _is_zero(unavailable):
+        raise InvalidInput(
+            f"{surge_field} {surge} and {unavailable_field} {unavailable} are both zero: "
+            "the rollout could neither add nor remove a pod",
+            id="invalid-surge",
+            hint="Kubernetes refuses this too (maxSurge may not be 0 when maxUnavailable is 0); "
+            f"set {surge_field} or {unavailable_field} to at least 1 (or 25%)",
+        )
+
+
+def parse_percent(value: str | int, field: str, *, minimum: int = 0, maximum: int = 100) -> int:
+    """Parse a whole percentage written ``25`` or ``25%``, within [minimum, maximum].
+
+    Error id ``invalid-percent``.
+    """
+    text = _as_text(value, field, "invalid-percent")
+    try:
+        if text == "":
+            raise _Problem("it is empty")
+        _check_no_whitespace(text)
+        digits = text[:-1] if text.endswith("%") else text
+        if digits.startswith("-"):
+            raise _Problem("a percentage must not be negative")
+        number = _whole_number(digits)
+        if number is None:
+            raise _Problem("it must be a whole percentage such as 25 or 25%")
+        if not minimum <= number <= maximum:
+            raise _Problem(f"it must be between {minimum}% and {maximum}%")
+        return number
+    except _Problem as p:
+        raise p.error(field, text, "invalid-percent") from None
+
+
+def parse_steps(value: str) -> tuple[int, ...]:
+    """Parse ``--steps`` (canary traffic steps) such as ``10,50,100``.
+
+    Comma-separated whole percentages from 1 to 100 (``10%`` is accepted too),
+    strictly increasing and without repeats; spaces around commas are fine. The
+    last step may be below 100: the canary then pauses there as a promotion
+    gate, so 100 is not appended. Error id ``invalid-steps``.
+    """
+    try:
+        if value.strip() == "":
+            raise _Problem("it is empty; give percentages such as 10,50,100")
+        steps: list[int] = []
+        for position, raw in enumerate(value.split(","), 1):
+            item = raw.strip()
+            if item == "":
+                raise _Problem(f"step {position} is empty (look for a doubled or trailing comma)")
+            digits = item[:-1] if item.endswith("%") else item
+            number = _whole_number(digits)
+            if number is None:
+                raise _Problem(
+                    f"step {position} {_show(item)} is not a whole percentage from 1 to 100"
+                )
+            if not 1 <= number <= 100:
+                raise _Problem(f"step {position} is {number}; steps must be between 1 and 100")
+            if number in steps:
+                raise _Problem(f"step {number} appears more than once")
+            if steps and number < steps[-1]:
+                raise _Problem(f"steps must increase, but {number} comes after {steps[-1]}")
+            steps.append(number)
+    except _Problem as p:
+        raise p.error("--steps", value, "invalid-steps") from None
+    return tuple(steps)
+
+
+def _parse_bounded(
+    value: str | int, subject: str, error_id: str, minimum: int, maximum: int, noun: str
+) -> int:
+    text = _as_text(value, subject, error_id)
+    try:
+        if text == "":
+            raise _Problem("it is empty")
+        _check_no_whitespace(text)
+        if text.startswith("-") and _whole_number(text[1:]) is not None:
+            raise _Problem(f"it must not be negative; {noun} are {minimum} or more")
+        number = _whole_number(text)
+        if number is None:
+            raise _Problem(f"it must be a whole number ({noun} are {minimum} or more)")
+        if number < minimum:
+            raise _Problem(f"it must be at least {minimum}")
+        if number > maximum:
+            raise _Problem(f"it must be at most {maximum}")
+        return number
+    except _Problem as p:
+        raise p.error(subject, text, error_id) from None
+
+
+def parse_revision(value: str | int) -> int:
+    """Parse a Deployment revision: a whole number from 1 to 2^63-1.
+
+    Kubernetes numbers revisions from 1 in the ``deployment.kubernetes.io/revision``
+    annotation and parses it as an int64. Error id ``invalid-revision``.
+    """
+    return _parse_bounded(value, "revision", "invalid-revision", 1, INT64_MAX, "revisions")
+
+
+def parse_replicas(value: str | int, field: str, *, minimum: int = 0) -> int:
+    """Parse a replica count: a whole number from *minimum* (default 0) to 2147483647.
+
+    ``spec.replicas`` is an int32 in Kubernetes. Error id ``invalid-replicas``.
+    """
+    return _parse_bounded(value, field, "invalid-replicas", minimum, INT32_MAX, "replica counts")
+
+
+def validate_reason(text: str) -> str:
+    """Check the change-cause text and return it with surrounding whitespace removed.
+
+    It is stored in the ``kubernetes.io/change-cause`` annotation and printed on
+    one line by ``kubectl rollout history`` and deployer's reports, so line
+    breaks, control characters and bidirectional-override characters (which
+    make a line read differently from what it says) are refused, and it is at
+    most 1024 characters. Error id ``invalid-reason``.
+    """
+    stripped = text.strip()
+    try:
+        if stripped == "":
+            raise _Problem("it is empty")
+        for i, c in enumerate(stripped, 1):
+            category = unicodedata.category(c)
+            if category in ("Cc", "Zl", "Zp"):
+                raise _Problem(
+                    f"it contains {_char(c)} at position {i}; the reason must be one line "
+                    "without control characters"
+                )
+            if category == "Cs" or c in _BIDI_CONTROLS:
+                raise _Problem(f"it contains {_char(c)} at position {i}, which is not allowed")
+        if len(stripped) > REASON_MAX:
+            raise _Problem(f"it is {len(stripped)} characters long; the limit is {REASON_MAX}")
+    except _Problem as p:
+        raise p.error("--reason", stripped, "invalid-reason") from None
+    return stripped
