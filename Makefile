@@ -36,8 +36,8 @@ demo-app: ## deploy the hello demo app (v1) to the lab
 	lab/run kubectl apply -f manifests/hello/
 	lab/run kubectl rollout status deployment/hello --timeout=120s
 
-demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary to v2
-	lab/run $(VENV)/bin/deployer canary --app hello --image v2
+demo: install lab-up demo-app ## the main job: lab up, hello v1, then a rollout to v2
+	lab/run $(VENV)/bin/deployer rolling --app hello --image v2
 
 test: install lab-up ## all tests: unit, then end-to-end on the lab cluster
 	$(VENV)/bin/pytest tests/unit
@@ -58,8 +58,11 @@ bench: install lab-up ## benchmarks (print figures)
 	lab/run $(VPY) bench/run.py
 
 cluster: ## a kind cluster instead of the lab (needs Docker and kind)
-	kind create cluster --name deployer --config kind-config.yaml
-	kubectl apply -f manifests/hello/
+	kind create cluster --config kind-config.yaml
+	$(PYTHON) lab/images.py build/images
+	for image in build/images/hello-*.tar; do kind load image-archive "$$image" --name deployer; done
+	kubectl apply -f manifests/hello/ -f manifests/kind/
+	kubectl rollout status deployment/hello --timeout=120s
 
 cluster-down: ## delete the kind cluster
 	kind delete cluster --name deployer

@@ -1,0 +1,43 @@
+"""Run the real ``deployer`` command the way a user or a CI step does: a new process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:
+        return f"exit {self.code} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}\n" \
+               f"--- stderr\n{self.stderr}"
+
+
+def deployer_command() -> list[str]:
+    exe = shutil.which("deployer", path=os.path.dirname(sys.executable)) or \
+        shutil.which("deployer")
+    return [exe] if exe else [sys.executable, "-m", "deployer"]
+
+
+def deployer(namespace: str, *args: str, timeout: float = 300,
+             env: dict[str, str] | None = None) -> CliResult:
+    cmd = [*deployer_command(), "-n", namespace, *args]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
