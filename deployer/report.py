@@ -85,17 +85,17 @@ class Reporter:
     def result(self, outcome: Outcome) -> None:
         elapsed = self.clock() - self.started
         lines = ["", "Result", "------",
-                 f"verdict:  {outcome.verdict.value} (exit {outcome.exit_code})",
-                 f"message:  {outcome.message}"]
+                 f"verdict:          {outcome.verdict.value} (exit {outcome.exit_code})",
+                 f"message:          {outcome.message}"]
         for key in ("app", "strategy", "from_image", "to_image", "from_version",
                     "expected_version"):
             if key in self.facts:
-                lines.append(f"{key.replace('_', ' ') + ':':<10}{self.facts[key]}")
+                lines.append(f"{key.replace('_', ' ') + ':':<18}{self.facts[key]}")
         if outcome.verified_version:
-            lines.append(f"verified: every pod answers {outcome.verified_version}")
+            lines.append(f"verified:         every pod answers {outcome.verified_version}")
         if outcome.downtime_seconds is not None:
-            lines.append(f"downtime: {outcome.downtime_seconds:.1f}s with no available pod")
-        lines.append(f"took:     {elapsed:.1f}s")
+            lines.append(f"downtime:         {outcome.downtime_seconds:.1f}s with no available pod")
+        lines.append(f"took:             {elapsed:.1f}s")
         if self.steps:
             lines.append("steps:")
             lines += [f"  - {s.description}: {s.result}"
@@ -110,7 +110,7 @@ class Reporter:
             lines += [f"  event: {e}" for e in failure.events]
             lines += [f"  log:   {line}" for line in failure.logs]
         if outcome.next_command:
-            lines.append(f"next:     {outcome.next_command}")
+            lines.append(f"next:             {outcome.next_command}")
         stream = self.err if self.output == "json" else self.out
         print("\n".join(lines), file=stream, flush=True)
         if self.output == "json":

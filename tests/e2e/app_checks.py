@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-
-def live_pods(kube: Any, namespace: str, selector: str = "app=hello") -> list[Any]:
-    pods = kube.core.list_namespaced_pod(namespace, label_selector=selector).items
-    return [p for p in pods if p.metadata.deletion_timestamp is None]
+from tests.e2e.lab import live_pods, version_via_pod_proxy
 
 
 def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> dict[str, str]:
@@ -15,10 +12,7 @@ def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> d
     out = {}
     for pod in live_pods(kube, namespace, selector):
         try:
-            answer = kube.core.connect_get_namespaced_pod_proxy_with_path(
-                f"{pod.metadata.name}:8080", namespace, path="version",
-                _request_timeout=(5, 10))
-            out[pod.metadata.name] = str(answer).strip()
+            out[pod.metadata.name] = version_via_pod_proxy(kube, namespace, pod.metadata.name)
         except Exception as exc:  # noqa: BLE001 - the answer is what the test inspects
             out[pod.metadata.name] = f"error: {type(exc).__name__}"
     return out

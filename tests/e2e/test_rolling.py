@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.e2e.app_checks import deployment_image, versions_by_pod
@@ -68,7 +70,7 @@ def test_missing_image_report_names_container_and_image(namespace, deploy_hello)
 
     assert result.code == 1, result
     assert "hello:v9" in result.stdout and "failed pod" in result.stdout
-    assert "verdict:  rejected (exit 1)" in result.stdout
+    assert re.search(r"^verdict:\s+rejected \(exit 1\)$", result.stdout, re.M), result
 
 
 def test_crash_loop_report_has_exit_code_and_last_log_lines(namespace, deploy_hello):
