@@ -161,7 +161,7 @@ def _check_image_input(image: str) -> None:
 def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             reason: str | None, dry_run: bool, expect_version: str | None,
             no_version_check: bool, container: str | None, progress_deadline: str | None,
-            options: dict[str, Any]) -> int:
+            options: dict[str, Any], samples: int = 3) -> int:
     from deployer.health.http import VERSION_TEXT
 
     g = _globals(ctx)
@@ -174,12 +174,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                            id="invalid-version")
     progress = parse_duration(progress_deadline, "--progress-deadline") \
         if progress_deadline else None
+    clients = _client_addresses(options.pop("client_addresses", None))
+    options["clients"] = len(clients)
     started = time.monotonic()
 
     from deployer import strategy as strategies
-    from deployer.health.rollout import rollout_status
     from deployer.health.verifier import VerifyOptions
-    from deployer.model import Outcome, Phase, Target, Verdict
+    from deployer.model import Outcome, Target, Verdict
     from deployer.record import Journal, RunRecord, read_run, who_am_i
     from deployer.runner import Runner, RunSettings
     from deployer.snapshot import read_app
@@ -209,8 +210,14 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
                                          "dry run: nothing was changed"))
     in_progress = read_run(state.deployment)
-    if (str(target_image) == str(state.image) and in_progress is None
-            and rollout_status(state.deployment).phase is Phase.SUCCESSFUL):
+    if in_progress is not None and in_progress.phase in ("paused", "running", "rolling-back",
+                                                         "interrupted", "error"):
+        raise InvalidInput(
+            f"{app_name} has an unfinished {in_progress.strategy} run ({in_progress.phase}, "
+            f"started {in_progress.started} by {in_progress.who})", id="run-in-progress",
+            hint=f"finish it first: deployer promote --app {app_name}, deployer abort --app "
+                 f"{app_name} or deployer rollback --app {app_name}")
+    if plugin.is_current(state, target):
         return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
                                          f"{app_name} already runs {target_image}; "
                                          "nothing to do", verified_version=state.version))
@@ -224,11 +231,22 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                        who=who, reason=reason)
     journal = Journal(gw, state.deployment_name, record)
     settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                           verify=VerifyOptions(http_mode="off" if no_version_check
-                                                else options.get("http_mode", "proxy")))
+                           verify=VerifyOptions(samples=samples,
+                                                http_mode="off" if no_version_check
+                                                else options.get("http_mode", "proxy")),
+                           client_addresses=clients)
     with _Signals():
         outcome = Runner(gw, reporter, settings).run(plan, journal)
     return _finish(reporter, outcome)
+
+
+def _client_addresses(text: str | None) -> tuple[str, ...]:
+    import os
+
+    from deployer.health.traffic import parse_client_addresses
+
+    text = text if text is not None else os.environ.get("DEPLOYER_CLIENT_ADDRESSES")
+    return parse_client_addresses(text) if text else ()
 
 
 def _finish(reporter: Reporter, outcome: Outcome) -> int:
@@ -316,7 +334,7 @@ def rollback(
     started = time.monotonic()
 
     from deployer import rollback as rb
-    from deployer.model import Outcome, Verdict
+    from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
     from deployer.runner import Runner, RunSettings
     from deployer.snapshot import read_app
@@ -325,30 +343,63 @@ def rollback(
     state = read_app(gw, app_name, container, measure_version=False)
     reporter = _reporter(g)
     reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
-    decision = rb.decide(state, read_run(state.deployment), read_history(state.deployment),
-                         revision)
+    settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
+                           client_addresses=_client_addresses(None))
+    who = who_am_i()
+    in_progress = read_run(state.deployment)
+    history = read_history(state.deployment)
+    runner = Runner(gw, reporter, settings)
+    if revision is None and in_progress is not None and in_progress.plan is not None:
+        # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
+        plan = Plan.from_json(state.app, in_progress.plan)
+        reporter.fact(to_image=in_progress.from_image)
+        with _Signals():
+            outcome = runner.abort(plan, Journal(gw, state.deployment_name, in_progress),
+                                   f"unfinished {in_progress.strategy} run {in_progress.id} "
+                                   f"({in_progress.from_image} -> {in_progress.to_image}) "
+                                   "rolled back")
+        return _finish(reporter, _rollback_outcome(outcome, app_name))
+    last = history[-1] if history else None
+    if revision is None and last is not None and last.verdict == "promoted" and last.undo:
+        plan = Plan(last.strategy, state.app, (), tuple(step_from_json(s) for s in last.undo),
+                    summary=f"undo {last.strategy} release {last.from_image} -> {last.to_image}")
+        reporter.fact(to_image=last.from_image)
+        record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
+                           state.revision, None, who=who,
+                           reason=reason or f"undo {last.strategy} release {last.id}",
+                           plan=plan.to_json())
+        with _Signals():
+            outcome = runner.abort(plan, Journal(gw, state.deployment_name, record),
+                                   f"{last.strategy} release {last.from_image} -> "
+                                   f"{last.to_image} undone")
+        return _finish(reporter, _rollback_outcome(outcome, app_name))
+    decision = rb.decide(state, in_progress, history, revision)
     if decision.revision is None:
         return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
                                          f"nothing to roll back: {decision.why}"))
-    who = who_am_i()
     cause = f"deployer rollback to revision {decision.revision.number} by {who}" + (
         f": {reason}" if reason else "")
     plan = rb.plan(state, decision.revision, cause)
     reporter.fact(to_image=decision.revision.image)
     record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
                        None, None, state.revision, None, who=who, reason=reason or decision.why)
-    journal = Journal(gw, state.deployment_name, record)
-    settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress)
     with _Signals():
-        outcome = Runner(gw, reporter, settings).run(plan, journal)
-    if outcome.verdict is Verdict.PROMOTED:
-        outcome = Outcome(Verdict.ROLLED_BACK, ExitCode.OK,
-                          f"{app_name} rolled back to {decision.revision.image} ({decision.why})",
-                          verified_version=outcome.verified_version)
-    elif outcome.exit_code not in (ExitCode.INTERRUPTED,):
-        outcome = Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"rollback failed: {outcome.message}",
-                          next_command=f"deployer status --app {app_name}")
-    return _finish(reporter, outcome)
+        outcome = runner.run(plan, Journal(gw, state.deployment_name, record))
+    return _finish(reporter, _rollback_outcome(outcome, app_name))
+
+
+def _rollback_outcome(outcome: Outcome, app_name: str) -> Outcome:
+    """A rollback that went through is 'rolled back' (exit 0); one that did not needs a human."""
+    from deployer.model import Outcome, Verdict
+
+    if outcome.verdict in (Verdict.PROMOTED, Verdict.ROLLED_BACK):
+        return Outcome(Verdict.ROLLED_BACK, ExitCode.OK, outcome.message.replace(
+            f"{app_name} is running", f"{app_name} rolled back to"),
+            verified_version=outcome.verified_version)
+    if outcome.exit_code == ExitCode.INTERRUPTED:
+        return outcome
+    return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"rollback failed: {outcome.message}",
+                   next_command=f"deployer status --app {app_name}")
 
 
 @app.command()
@@ -381,16 +432,141 @@ def history(ctx: typer.Context, app_name: str = APP) -> int:
     return 0
 
 
-def _not_built(name: str) -> None:
-    @app.command(name=name, help=f"{name}: not available in this version.",
-                 context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def placeholder() -> int:
-        raise InvalidInput(f"'deployer {name}' is not built yet in deployer {__version__}",
-                           id="not-built")
+CLIENTS = typer.Option(None, "--client-addresses",
+                       help="Source addresses to call the Service from, to measure the share "
+                            "of each version and stickiness, e.g. 10.200.0.2-10.200.0.41 "
+                            "(default: $DEPLOYER_CLIENT_ADDRESSES; without any, those checks "
+                            "say they were not measured).")
+UNTIL_GATE = typer.Option(False, "--until-gate", help="Stop with exit 5 after the analysed "
+                                                       "steps; continue with promote or abort.")
 
 
-for _name in ("canary", "blue-green", "promote", "abort"):
-    _not_built(_name)
+@app.command()
+def canary(
+    ctx: typer.Context,
+    app_name: str = APP,
+    image: str = IMAGE,
+    steps: str | None = typer.Option(None, "--steps", help="Canary weights in percent, e.g. "
+                                                           "25,50,100 (default)."),
+    weight: str | None = typer.Option(None, "--weight", help="One canary step at this weight, "
+                                                             "then promotion."),
+    interval: str = typer.Option("0s", "--interval", help="Analysis time at each step."),
+    samples: int = typer.Option(3, "--samples", help="Consecutive matching /version answers "
+                                                     "each pod must give."),
+    until_gate: bool = UNTIL_GATE,
+    client_addresses: str | None = CLIENTS,
+    reason: str | None = REASON,
+    dry_run: bool = DRY_RUN,
+    expect_version: str | None = EXPECT,
+    container: str | None = CONTAINER,
+    progress_deadline: str | None = PROGRESS,
+) -> int:
+    """Canary: a second Deployment (track: canary) behind the same Service, weighted by
+    replicas, verified per step, then promoted (or rolled back)."""
+    from deployer.validation import parse_percent, parse_steps
+
+    if steps is not None and weight is not None:
+        raise InvalidInput("--steps and --weight exclude each other", id="invalid-steps")
+    if samples < 1 or samples > 100:
+        raise InvalidInput(f"--samples {samples} is invalid: use 1 to 100", id="invalid-samples")
+    weights = parse_steps(steps) if steps is not None else (
+        (parse_percent(weight, "--weight", minimum=1, maximum=99),) if weight is not None
+        else None)
+    return _deploy(ctx, "canary", app_name, image, reason, dry_run, expect_version, False,
+                   container, progress_deadline,
+                   {"steps": weights, "interval": parse_duration(interval, "--interval",
+                                                                 allow_zero=True),
+                    "until_gate": until_gate, "client_addresses": client_addresses},
+                   samples=samples)
+
+
+@app.command(name="blue-green")
+def blue_green(
+    ctx: typer.Context,
+    app_name: str = APP,
+    image: str = IMAGE,
+    preview_replicas: str | None = typer.Option(None, "--preview-replicas",
+                                                help="Start the new side this small, verify "
+                                                     "it, then scale it to full size."),
+    keep_old: str = typer.Option("10m", "--keep-old", help="How long the old side keeps "
+                                                          "running after the switch."),
+    until_gate: bool = UNTIL_GATE,
+    client_addresses: str | None = CLIENTS,
+    reason: str | None = REASON,
+    dry_run: bool = DRY_RUN,
+    expect_version: str | None = EXPECT,
+    container: str | None = CONTAINER,
+    progress_deadline: str | None = PROGRESS,
+) -> int:
+    """Blue-green: verify the new side before any user traffic, switch the Service selector
+    in one write, verify through the Service; the old side stays as a rollback window."""
+    from deployer.validation import parse_replicas
+
+    preview = (parse_replicas(preview_replicas, "--preview-replicas", minimum=1)
+               if preview_replicas is not None else None)
+    return _deploy(ctx, "blue-green", app_name, image, reason, dry_run, expect_version, False,
+                   container, progress_deadline,
+                   {"preview_replicas": preview,
+                    "keep_old": parse_duration(keep_old, "--keep-old", allow_zero=True),
+                    "until_gate": until_gate, "client_addresses": client_addresses})
+
+
+def _resume(ctx: typer.Context, app_name: str, action: str,
+            client_addresses: str | None) -> int:
+    """promote / abort: continue or undo a run recorded in the cluster by another process."""
+    g = _globals(ctx)
+    validate_app_name(app_name)
+    clients = _client_addresses(client_addresses)
+    started = time.monotonic()
+
+    from deployer.model import Plan
+    from deployer.record import Journal, read_run
+    from deployer.runner import Runner, RunSettings
+
+    gw = _connect(g)
+    dep = gw.get_deployment(app_name)
+    if dep is None:
+        from deployer.errors import AppNotFound
+
+        raise AppNotFound(f"no Deployment named {app_name!r} in namespace {gw.namespace!r}")
+    record = read_run(dep)
+    if record is None or record.plan is None:
+        raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
+                           hint=f"see deployer status --app {app_name}")
+    if action == "promote" and record.phase != "paused":
+        raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not paused at "
+                           "a gate; nothing to promote", id="not-paused",
+                           hint=f"deployer abort --app {app_name} rolls it back")
+    from deployer.model import AppRef
+
+    plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
+    reporter = _reporter(g)
+    reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
+                  from_image=record.from_image, to_image=record.to_image,
+                  from_version=record.from_version, expected_version=record.expected_version)
+    settings = RunSettings(deadline=started + g.timeout, client_addresses=clients)
+    journal = Journal(gw, app_name, record)
+    with _Signals():
+        runner = Runner(gw, reporter, settings)
+        if action == "promote":
+            outcome = runner.run(plan, journal, start=record.position or 0)
+        else:
+            outcome = runner.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
+    return _finish(reporter, outcome)
+
+
+@app.command()
+def promote(ctx: typer.Context, app_name: str = APP,
+            client_addresses: str | None = CLIENTS) -> int:
+    """Continue a run paused at a promotion gate (from any machine, any time)."""
+    return _resume(ctx, app_name, "promote", client_addresses)
+
+
+@app.command()
+def abort(ctx: typer.Context, app_name: str = APP,
+          client_addresses: str | None = CLIENTS) -> int:
+    """Stop the app's unfinished run (paused or interrupted) and roll it back."""
+    return _resume(ctx, app_name, "abort", client_addresses)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,6 +8,8 @@ rest of the code can decide by meaning, not by HTTP status.
 
 from __future__ import annotations
 
+from typing import Any
+
 from deployer.exitcodes import ExitCode
 
 
@@ -101,3 +103,17 @@ class UnsafeState(DeployerError):
 
     exit_code = ExitCode.UNSAFE
     default_id = "unsafe-state"
+
+
+class StepFailed(Exception):
+    """A plan step found the release bad (the runner then rolls back).
+
+    Not a :class:`DeployerError`: it never leaves the runner, which turns it into an
+    outcome. ``evaluation`` carries the verifier's evidence when there is some.
+    """
+
+    def __init__(self, message: str, evaluation: Any = None, timed_out: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.evaluation = evaluation
+        self.timed_out = timed_out

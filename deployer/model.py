@@ -9,13 +9,14 @@ model classes, so nothing outside :mod:`deployer.cluster` depends on the client.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from deployer.validation import ImageRef
 
 K8sObject = dict[str, Any]
+S = TypeVar("S", bound="Step")
 
 ANNOTATION_PREFIX = "deployer.dev/"
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
@@ -66,6 +67,8 @@ class AppState:
     revisions: tuple[Revision, ...]
     version: str | None = None  # what the stable pods answer now (measured), if known
     service: K8sObject | None = None
+    others: dict[str, K8sObject] = field(default_factory=dict)  # the app's other Deployments
+    versions: dict[str, str] = field(default_factory=dict)  # deployment -> version it answers
 
     @property
     def deployment_name(self) -> str:
@@ -83,6 +86,15 @@ class AppState:
 # --------------------------------------------------------------------------- steps
 
 
+STEP_TYPES: dict[str, type[Step]] = {}
+
+
+def step_type(cls: type[S]) -> type[S]:
+    """Register a step class so plans can be stored in the cluster and read back."""
+    STEP_TYPES[cls.__name__] = cls
+    return cls
+
+
 @dataclass(frozen=True)
 class Step:
     """Base of every plan step. ``describe`` is the line shown in plans and reports."""
@@ -96,6 +108,7 @@ class Step:
         return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
 
 
+@step_type
 @dataclass(frozen=True)
 class UpdateDeployment(Step):
     """Set the container image (and optionally the rollout strategy) in one write."""
@@ -111,6 +124,7 @@ class UpdateDeployment(Step):
         return f"set {self.deployment}/{self.container} image to {self.image}{extra}"
 
 
+@step_type
 @dataclass(frozen=True)
 class SetRolloutStrategy(Step):
     deployment: str
@@ -120,6 +134,7 @@ class SetRolloutStrategy(Step):
         return f"set {self.deployment} rollout strategy to {self.strategy.get('type')}"
 
 
+@step_type
 @dataclass(frozen=True)
 class AwaitRollout(Step):
     """Watch the rollout and verify it: rollout status, pod failures, HTTP /version."""
@@ -134,6 +149,7 @@ class AwaitRollout(Step):
         return f"wait for {self.deployment} to roll out and verify it{version}"
 
 
+@step_type
 @dataclass(frozen=True)
 class UndoRollout(Step):
     """Return the Deployment's pod template to an earlier revision (kubectl rollout undo)."""
@@ -146,6 +162,117 @@ class UndoRollout(Step):
         return f"roll {self.deployment} back to revision {self.to_revision}"
 
 
+@step_type
+@dataclass(frozen=True)
+class ApplyDeployment(Step):
+    """Create a Deployment from ``body`` or bring an existing one to its image and replicas."""
+
+    body: K8sObject
+
+    @property
+    def name(self) -> str:
+        return str(self.body["metadata"]["name"])
+
+    def describe(self) -> str:
+        image = self.body["spec"]["template"]["spec"]["containers"][0]["image"]
+        return f"apply {self.name}: {self.body['spec']['replicas']} replicas of {image}"
+
+
+@step_type
+@dataclass(frozen=True)
+class ScaleDeployment(Step):
+    deployment: str
+    replicas: int
+    missing_ok: bool = False
+
+    def describe(self) -> str:
+        return f"scale {self.deployment} to {self.replicas}"
+
+
+@step_type
+@dataclass(frozen=True)
+class DeleteDeployment(Step):
+    """Delete a Deployment after waiting until none of its pods is left serving."""
+
+    deployment: str
+
+    def describe(self) -> str:
+        return f"delete {self.deployment} once its pods are gone"
+
+
+@step_type
+@dataclass(frozen=True)
+class SetServiceAffinity(Step):
+    service: str
+    affinity: str
+
+    def describe(self) -> str:
+        return f"set service {self.service} sessionAffinity to {self.affinity}"
+
+
+@step_type
+@dataclass(frozen=True)
+class SetServiceSelector(Step):
+    """Point the Service at other pods in one write (the blue-green switch)."""
+
+    service: str
+    selector: K8sObject
+    require_ready: str | None = None  # a Deployment that must be fully available first
+
+    def describe(self) -> str:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+        return f"switch service {self.service} to selector {labels}"
+
+
+@step_type
+@dataclass(frozen=True)
+class VerifyTraffic(Step):
+    """Per-pod versions of both tracks, and what clients get through the Service.
+
+    ``share`` is the planned share of clients that must get ``new_version``;
+    ``fresh_clients`` says which slice of the client addresses meets the Service for
+    the first time at this step (affinity keeps the earlier ones where they are).
+    """
+
+    service: str
+    new_deployment: str
+    new_version: str | None
+    old_deployment: str | None
+    old_version: str | None
+    share: float
+    duration: float = 0.0
+    fresh_clients: tuple[int, int] = (0, 0)
+
+    def describe(self) -> str:
+        what = f"{self.share:.0%} of clients get {self.new_version}"
+        if self.duration:
+            what += f", analysed for {self.duration:.0f}s"
+        return f"verify traffic through service {self.service}: {what}"
+
+
+@step_type
+@dataclass(frozen=True)
+class Gate(Step):
+    """Stop here; a later ``deployer promote`` continues, ``deployer abort`` rolls back."""
+
+    label: str
+
+    def describe(self) -> str:
+        return f"pause at the promotion gate ({self.label})"
+
+
+@step_type
+@dataclass(frozen=True)
+class Hold(Step):
+    """Wait, keeping everything as it is (e.g. the old side as a rollback window)."""
+
+    seconds: float
+    reason: str
+
+    def describe(self) -> str:
+        return f"hold for {self.seconds:.0f}s: {self.reason}"
+
+
 @dataclass(frozen=True)
 class Plan:
     strategy: str
@@ -153,13 +280,39 @@ class Plan:
     steps: tuple[Step, ...]
     rollback: tuple[Step, ...]
     summary: str = ""
+    notes: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "summary": self.summary, "notes": list(self.notes),
+                "steps": [step_to_json(s) for s in self.steps],
+                "rollback": [step_to_json(s) for s in self.rollback]}
+
+    @classmethod
+    def from_json(cls, app: AppRef, data: dict[str, Any]) -> Plan:
+        return cls(data["strategy"], app, tuple(step_from_json(s) for s in data["steps"]),
+                   tuple(step_from_json(s) for s in data["rollback"]), data.get("summary", ""),
+                   tuple(data.get("notes") or ()))
 
     def describe(self) -> list[str]:
-        lines = [f"{i}. {step.describe()}" for i, step in enumerate(self.steps, 1)]
+        lines = list(self.notes)
+        lines += [f"{i}. {step.describe()}" for i, step in enumerate(self.steps, 1)]
         if self.rollback:
             lines.append("on failure:")
             lines += [f"   - {step.describe()}" for step in self.rollback]
         return lines
+
+
+def step_to_json(step: Step) -> dict[str, Any]:
+    return {"type": type(step).__name__, **asdict(step)}
+
+
+def step_from_json(data: dict[str, Any]) -> Step:
+    values = dict(data)
+    cls = STEP_TYPES[values.pop("type")]
+    for f in fields(cls):
+        if isinstance(values.get(f.name), list):
+            values[f.name] = tuple(values[f.name])
+    return cls(**values)
 
 
 # ------------------------------------------------------------------- measurements
@@ -234,6 +387,7 @@ class Verdict(StrEnum):
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"
     PLANNED = "planned"
+    PAUSED = "paused"
 
 
 @dataclass

@@ -67,6 +67,9 @@ class RunRecord:
     verified_version: str | None = None
     finished: str | None = None
     message: str | None = None
+    position: int | None = None  # index of the plan step in progress (or next, when paused)
+    plan: dict[str, Any] | None = None  # the plan itself, so another process can continue it
+    undo: list[dict[str, Any]] | None = None  # steps that undo a promoted release
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, **changes)
@@ -123,7 +126,10 @@ class Journal:
             if dep is None:
                 return self.record
             history = [r for r in read_history(dep) if r.id != self.record.id]
-            history.append(self.record)
+            undo = None
+            if self.record.verdict == "promoted" and self.record.plan:
+                undo = self.record.plan.get("rollback")
+            history.append(self.record.with_(plan=None, undo=undo))
             body = json.dumps([r.to_json() for r in history[-HISTORY_LIMIT:]])
             try:
                 self.gateway.patch_deployment(

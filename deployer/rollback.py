@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from deployer.errors import InvalidInput, NothingToRollBack
 from deployer.model import AppState, AwaitRollout, Plan, Revision, Step, UndoRollout
 from deployer.record import RunRecord
-from deployer.validation import expected_version_from_tag, parse_image
+from deployer.validation import expected_version_from_tag, parse_reference
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,7 @@ def decide(state: AppState, in_progress: RunRecord | None, history: list[RunReco
                                           f"Deployment is already at its starting revision")
     if history:
         last = history[-1]
-        if last.strategy == "rollback" or last.verdict in ("rejected", "timeout"):
+        if last.strategy == "rollback" or last.verdict in ("rejected", "timeout", "rolled-back"):
             return RollbackDecision(None, f"the last change ({last.strategy} to {last.to_image}, "
                                           f"{last.verdict}) already left the previous version "
                                           "running; use --to-revision N to choose a revision")
@@ -74,7 +74,7 @@ def plan(state: AppState, revision: Revision, cause: str) -> Plan:
     dep = state.deployment_name
     expected = None
     try:
-        expected = expected_version_from_tag(parse_image(revision.image).tag)
+        expected = expected_version_from_tag(parse_reference(revision.image).tag)
     except InvalidInput:
         expected = None
     steps: tuple[Step, ...] = (

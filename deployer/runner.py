@@ -14,23 +14,33 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict, DeadlineExceeded, DeployerError, Interrupted, UnsafeState
+from deployer.analysis import TrafficVerifier
+from deployer.errors import Conflict, DeployerError, Interrupted, StepFailed, UnsafeState
 from deployer.exitcodes import ExitCode
 from deployer.health.pods import not_ready_reasons
+from deployer.health.rollout import rollout_status
 from deployer.health.verifier import Evaluation, RolloutVerifier, VerifyOptions, selector_of
 from deployer.model import (
     CHANGE_CAUSE_ANNOTATION,
     REVISION_ANNOTATION,
+    ApplyDeployment,
     AwaitRollout,
+    DeleteDeployment,
+    Gate,
+    Hold,
     Outcome,
     Phase,
     Plan,
     PodFailure,
+    ScaleDeployment,
     SetRolloutStrategy,
+    SetServiceAffinity,
+    SetServiceSelector,
     Step,
     UndoRollout,
     UpdateDeployment,
     Verdict,
+    VerifyTraffic,
 )
 from deployer.record import Journal
 from deployer.report import Reporter
@@ -41,21 +51,13 @@ if TYPE_CHECKING:
 CONFLICT_RETRIES = 5
 
 
-class StepFailed(Exception):
-    def __init__(self, message: str, evaluation: Evaluation | None = None,
-                 timed_out: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.evaluation = evaluation
-        self.timed_out = timed_out
-
-
 @dataclass
 class RunSettings:
     deadline: float  # monotonic time by which the whole run must end
     progress_deadline: float | None = None  # seconds new pods may take; default: the Deployment's
     verify: VerifyOptions = VerifyOptions()
     poll_interval: float = 2.0
+    client_addresses: tuple[str, ...] = ()
 
 
 class Runner:
@@ -69,21 +71,28 @@ class Runner:
         self.wall = wall
         self.downtime: float | None = None
         self.verified_version: str | None = None
+        self.traffic = TrafficVerifier(self)
 
     # ------------------------------------------------------------------ the plan
 
-    def run(self, plan: Plan, journal: Journal) -> Outcome:
+    def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
+        """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
+        if journal.record.plan is None:
+            journal.record = journal.record.with_(plan=plan.to_json())
         try:
-            for step in plan.steps:
-                journal.update(step=step.describe(), phase="running")
+            for index in range(start, len(plan.steps)):
+                step = plan.steps[index]
+                journal.update(step=step.describe(), phase="running", position=index)
+                if isinstance(step, Gate):
+                    return self._pause(plan, journal, step, index)
                 self.execute(step)
         except StepFailed as failure:
             return self._roll_back(plan, journal, failure)
         except Interrupted:
-            journal_safe(journal, phase="interrupted", verdict=Verdict.INTERRUPTED.value)
+            journal_safe(journal, phase="interrupted")
             return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
-                           f"interrupted during: {journal.record.step}",
+                           f"interrupted during: {journal.record.step}; nothing was rolled back",
                            next_command=f"deployer rollback --app {plan.app.name} "
                                         f"-n {plan.app.namespace}")
         except DeployerError as exc:
@@ -94,6 +103,34 @@ class Runner:
         return Outcome(Verdict.PROMOTED, ExitCode.OK,
                        f"{plan.app.name} is running {journal.record.to_image}",
                        verified_version=self.verified_version, downtime_seconds=self.downtime)
+
+    def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int) -> Outcome:
+        journal.update(phase="paused", position=index + 1, step=gate.describe())
+        app = f"--app {plan.app.name} -n {plan.app.namespace}"
+        self.reporter.heading(f"Paused at the promotion gate: {gate.label}")
+        return Outcome(Verdict.PAUSED, ExitCode.PAUSED,
+                       f"paused at the promotion gate ({gate.label}); the analysed steps passed",
+                       verified_version=self.verified_version,
+                       next_command=f"deployer promote {app}   (or: deployer abort {app})")
+
+    def abort(self, plan: Plan, journal: Journal, why: str) -> Outcome:
+        """Run only the rollback steps (``deployer abort``, or rollback of an unfinished run)."""
+        self.reporter.heading(f"Aborting: {why}")
+        try:
+            for step in plan.rollback:
+                journal.update(step=step.describe(), phase="rolling-back")
+                self.execute(step)
+        except (StepFailed, DeployerError) as exc:
+            message = getattr(exc, "message", str(exc))
+            journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
+                         message=f"rollback failed: {message}", finish=True)
+            return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"the rollback failed: {message}",
+                           next_command=f"deployer status --app {plan.app.name} "
+                                        f"-n {plan.app.namespace}")
+        journal.finish(phase="done", verdict=Verdict.ROLLED_BACK.value, message=why,
+                       verified_version=self.verified_version)
+        return Outcome(Verdict.ROLLED_BACK, ExitCode.OK, f"rolled back: {why}",
+                       verified_version=self.verified_version)
 
     def _roll_back(self, plan: Plan, journal: Journal, failure: StepFailed) -> Outcome:
         if failure.evaluation:
@@ -149,6 +186,20 @@ class Runner:
             return self._undo(step)
         if isinstance(step, AwaitRollout):
             return self._await(step)
+        if isinstance(step, ApplyDeployment):
+            return self._apply(step)
+        if isinstance(step, ScaleDeployment):
+            return self._scale(step)
+        if isinstance(step, DeleteDeployment):
+            return self._delete(step)
+        if isinstance(step, SetServiceAffinity):
+            return self._service_affinity(step)
+        if isinstance(step, SetServiceSelector):
+            return self._service_selector(step)
+        if isinstance(step, VerifyTraffic):
+            return self.traffic.verify(step)
+        if isinstance(step, Hold):
+            return self._hold(step)
         raise UnsafeState(f"the runner cannot execute step {step.kind}")
 
     def _read(self, name: str) -> dict[str, Any]:
@@ -228,6 +279,116 @@ class Runner:
 
         changed = self._write(step.deployment, change)
         return None if changed else "already at that revision"
+
+    def _apply(self, step: ApplyDeployment) -> str | None:
+        body = step.body
+        existing = self.gateway.get_deployment(step.name)
+        if existing is None:
+            try:
+                self.gateway.create_deployment(body)
+                return "created"
+            except Conflict:  # created by a replay of our own request, or raced: adopt it
+                existing = self._read(step.name)
+        owner = (existing["metadata"].get("annotations") or {})
+        mine = body["metadata"].get("annotations") or {}
+        if any(owner.get(k) != v for k, v in mine.items()):
+            raise StepFailed(f"deployment {step.name} exists and was not made by deployer for "
+                             "this app; refusing to take it over")
+
+        def change(dep: dict[str, Any]) -> dict[str, Any] | None:
+            if (dep["spec"].get("replicas") == body["spec"]["replicas"]
+                    and _same_template(dep["spec"]["template"], body["spec"]["template"])):
+                return None
+            dep["spec"]["replicas"] = body["spec"]["replicas"]
+            dep["spec"]["template"] = copy.deepcopy(body["spec"]["template"])
+            return dep
+
+        return None if self._write(step.name, change) else "already as planned"
+
+    def _scale(self, step: ScaleDeployment) -> str | None:
+        if step.missing_ok and self.gateway.get_deployment(step.deployment) is None:
+            return "not present"
+
+        def change(dep: dict[str, Any]) -> dict[str, Any] | None:
+            if dep["spec"].get("replicas") == step.replicas:
+                return None
+            dep["spec"]["replicas"] = step.replicas
+            return dep
+
+        return None if self._write(step.deployment, change) else "already at that size"
+
+    def _delete(self, step: DeleteDeployment) -> str | None:
+        dep = self.gateway.get_deployment(step.deployment)
+        if dep is None:
+            return "already gone"
+        if dep["spec"].get("replicas"):
+            self._scale(ScaleDeployment(step.deployment, 0))
+        selector = selector_of(dep)
+        deadline = self.clock() + 120
+        with self.gateway.changes(pod_selector=selector) as feed:
+            while True:
+                pods = [p for p in self.gateway.list_pods(selector)
+                        if not p["metadata"].get("deletionTimestamp")]
+                if not pods:
+                    break
+                if self.clock() > deadline:
+                    raise StepFailed(f"{len(pods)} pods of {step.deployment} did not stop")
+                self.reporter.waiting(f"{len(pods)} pods of {step.deployment} still running")
+                feed.wait(self.settings.poll_interval)
+        self.gateway.delete_deployment(step.deployment)
+        return None
+
+    def _service(self, name: str) -> dict[str, Any]:
+        svc = self.gateway.get_service(name)
+        if svc is None:
+            raise StepFailed(f"service {name} no longer exists")
+        return svc
+
+    def _service_affinity(self, step: SetServiceAffinity) -> str | None:
+        for _ in range(CONFLICT_RETRIES):
+            svc = self._service(step.service)
+            if (svc["spec"].get("sessionAffinity") or "None") == step.affinity:
+                return "already set"
+            try:
+                self.gateway.patch_service(step.service,
+                                           {"spec": {"sessionAffinity": step.affinity}},
+                                           resource_version=svc["metadata"]["resourceVersion"])
+                return None
+            except Conflict:
+                continue
+        raise UnsafeState(f"service {step.service} kept changing", id="conflict")
+
+    def _service_selector(self, step: SetServiceSelector) -> str | None:
+        if step.require_ready:
+            dep = self._read(step.require_ready)
+            status = dep.get("status") or {}
+            desired = dep["spec"].get("replicas", 1)
+            if not desired or status.get("availableReplicas", 0) < desired or \
+                    rollout_status(dep).phase is not Phase.SUCCESSFUL:
+                raise StepFailed(f"refusing to switch service {step.service}: "
+                                 f"{step.require_ready} has {status.get('availableReplicas', 0)}"
+                                 f" of {desired} pods available")
+        for _ in range(CONFLICT_RETRIES):
+            svc = self._service(step.service)
+            current = svc["spec"].get("selector") or {}
+            if current == step.selector:
+                return "already pointing there"
+            patch = {k: None for k in current if k not in step.selector}
+            patch.update(step.selector)
+            try:
+                self.gateway.patch_service(step.service, {"spec": {"selector": patch}},
+                                           resource_version=svc["metadata"]["resourceVersion"])
+                return None
+            except Conflict:
+                continue
+        raise UnsafeState(f"service {step.service} kept changing", id="conflict")
+
+    def _hold(self, step: Hold) -> str | None:
+        end = self.clock() + step.seconds
+        while (left := end - self.clock()) > 0:
+            self.reporter.waiting(f"{step.reason}: {left:.0f}s left")
+            time.sleep(min(left, 5.0))
+        return None
 
     def _await(self, step: AwaitRollout) -> str | None:
         start_wall = self.wall()
@@ -344,7 +505,3 @@ def _same_template(a: dict[str, Any], b: dict[str, Any]) -> bool:
         return t
 
     return strip(a) == strip(b)
-
-
-def deadline_error(what: str) -> DeadlineExceeded:
-    return DeadlineExceeded(f"timed out {what}")

@@ -15,7 +15,7 @@ from deployer.model import (
     AppState,
     Revision,
 )
-from deployer.validation import ImageRef, parse_image
+from deployer.validation import ImageRef, parse_reference
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
@@ -90,17 +90,23 @@ def read_app(gateway: Gateway, app: str, container: str | None = None, *,
                                "with the app's name)")
     c = pick_container(dep, container)
     try:
-        image: ImageRef = parse_image(c["image"])
+        image: ImageRef = parse_reference(c["image"])
     except InvalidInput as exc:
         raise UnsafeState(f"deployment {app} runs an image deployer cannot parse: {exc.message}",
                           id="unparseable-current-image") from exc
     annotations = dep["metadata"].get("annotations") or {}
     revision = int(annotations.get(REVISION_ANNOTATION, "0") or 0)
-    version = None
+    others = {d["metadata"]["name"]: d for d in gateway.list_deployments(f"app={app}")
+              if d["metadata"]["name"] != app}
+    versions: dict[str, str] = {}
     if measure_version:
-        answers = current_versions(gateway, dep, c["name"])
-        good = [v for v in answers if not v.startswith("error:")]
-        version = good[0] if len(good) == 1 else None
+        for d in (dep, *others.values()):
+            if not d["spec"].get("replicas"):
+                continue
+            answers = current_versions(gateway, d, c["name"])
+            good = [v for v in answers if not v.startswith("error:")]
+            if len(good) == 1:
+                versions[d["metadata"]["name"]] = good[0]
     return AppState(
         app=AppRef(gateway.namespace, app),
         deployment=dep,
@@ -109,6 +115,8 @@ def read_app(gateway: Gateway, app: str, container: str | None = None, *,
         replicas=int(dep["spec"].get("replicas", 1)),
         revision=revision,
         revisions=revisions(gateway, dep, c["name"]),
-        version=version,
+        version=versions.get(app),
         service=gateway.get_service(app),
+        others=others,
+        versions=versions,
     )

@@ -34,6 +34,25 @@ class Strategy(Protocol):
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan: ...
 
+    def is_current(self, state: AppState, target: Target) -> bool:
+        """True when the app already serves ``target`` completely: re-running is a no-op."""
+        ...
+
+
+def rolled_out(deployment: dict[str, Any]) -> bool:
+    """The Deployment's status says every desired pod runs its current template."""
+    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    return (status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
+            and status.get("updatedReplicas", 0) == desired
+            and status.get("replicas", 0) == desired
+            and status.get("availableReplicas", 0) == desired)
+
+
+def runs_image(deployment: dict[str, Any], container: str, image: str) -> bool:
+    containers = deployment["spec"]["template"]["spec"].get("containers") or []
+    return any(c["name"] == container and c["image"] == image for c in containers)
+
 
 def load(name: str) -> Strategy:
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):

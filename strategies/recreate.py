@@ -13,11 +13,12 @@ from deployer.model import (
     UpdateDeployment,
 )
 from deployer.strategy import Options, change_cause
+from strategies.rolling import RollingStrategy
 
 RECREATE = {"type": "Recreate", "rollingUpdate": None}
 
 
-class RecreateStrategy:
+class RecreateStrategy(RollingStrategy):
     name = "recreate"
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from deployer.model import AppState, AwaitRollout, Plan, Target, UndoRollout, UpdateDeployment
-from deployer.strategy import Options, change_cause
+from deployer.strategy import Options, change_cause, rolled_out, runs_image
 
 
 class RollingStrategy:
     name = "rolling"
+
+    def is_current(self, state: AppState, target: Target) -> bool:
+        return runs_image(state.deployment, state.container, str(target.image)) and \
+            rolled_out(state.deployment)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         dep = state.deployment_name

@@ -1,0 +1,133 @@
+"""What clients get through the Service: the share of each version, and stickiness.
+
+Requests go to the Service's ClusterIP from several client addresses (each a
+separate source IP, each request a new connection), so kube-proxy's ClientIP
+affinity decides, per client, which pod and so which version answers. That is
+only possible from somewhere the ClusterIP is routed (inside the cluster network);
+elsewhere the check says it is unsupported rather than pretending to pass.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import httpx
+
+from deployer.errors import InvalidInput
+from deployer.health.http import Sample, sample_version
+from deployer.model import Measurement, Phase
+
+SHARE = "traffic-share"
+STICKY = "stickiness"
+REQUESTS_PER_CLIENT = 5
+
+
+def parse_client_addresses(text: str) -> tuple[str, ...]:
+    """``10.200.0.2-10.200.0.41`` or ``10.200.0.2,10.200.0.3`` (mixable) -> addresses."""
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            if "-" in part:
+                first, last = (ipaddress.IPv4Address(x.strip()) for x in part.split("-", 1))
+                if int(last) < int(first) or int(last) - int(first) > 1023:
+                    raise ValueError("range is reversed or longer than 1024 addresses")
+                out += [str(ipaddress.IPv4Address(i)) for i in range(int(first), int(last) + 1)]
+            else:
+                out.append(str(ipaddress.IPv4Address(part)))
+        except ValueError as exc:
+            raise InvalidInput(f"--client-addresses {part!r} is invalid: {exc}",
+                               id="invalid-client-addresses",
+                               hint="e.g. 10.200.0.2-10.200.0.41 or 10.0.0.5,10.0.0.6") from exc
+    if len(set(out)) != len(out):
+        raise InvalidInput("--client-addresses lists an address twice",
+                           id="invalid-client-addresses")
+    return tuple(out)
+
+
+def tolerance(share: float, clients: int) -> float:
+    """How far an observed share may stray by chance: three binomial standard deviations,
+    never less than 5 points."""
+    if clients <= 0:
+        return 1.0
+    return max(0.05, 3 * math.sqrt(share * (1 - share) / clients))
+
+
+@dataclass
+class ServiceTraffic:
+    base_url: str  # http://CLUSTER-IP:PORT
+    path: str = "/version"
+    requests_per_client: int = REQUESTS_PER_CLIENT
+
+    def sample(self, addresses: list[str]) -> dict[str, list[Sample]]:
+        answers: dict[str, list[Sample]] = {}
+        for address in addresses:
+            transport = httpx.HTTPTransport(local_address=address)
+            # No keep-alive: every request is a new connection, as a new visit would be.
+            with httpx.Client(transport=transport, base_url=self.base_url, trust_env=False,
+                              timeout=httpx.Timeout(3.0, connect=2.0), follow_redirects=False,
+                              limits=httpx.Limits(max_keepalive_connections=0)) as client:
+                answers[address] = [sample_version(client, self.path, address)
+                                    for _ in range(self.requests_per_client)]
+        return answers
+
+
+def unreachable(answers: dict[str, list[Sample]]) -> bool:
+    return all(not s.ok and ("Connect" in (s.error or "") or "timed out" in (s.error or ""))
+               for samples in answers.values() for s in samples)
+
+
+def stickiness(answers: dict[str, list[Sample]],
+               earlier: dict[str, str]) -> tuple[Measurement, dict[str, str]]:
+    """Each client must get one version on every request, and the same as at earlier steps."""
+    seen: dict[str, str] = {}
+    broken = []
+    for address, samples in answers.items():
+        versions = {s.version or f"error: {s.error}" for s in samples}
+        if len(versions) != 1 or any(not s.ok for s in samples):
+            broken.append(f"{address} got {sorted(versions)}")
+            continue
+        version = versions.pop()
+        seen[address] = version
+        if address in earlier and earlier[address] != version:
+            broken.append(f"{address} moved from {earlier[address]} to {version}")
+    details = {"clients": len(answers), "broken": broken[:10]}
+    if broken:
+        return Measurement(STICKY, Phase.FAILED,
+                           f"{len(broken)} of {len(answers)} clients did not stay on one "
+                           f"version: {'; '.join(broken[:3])}", details), seen
+    return Measurement(STICKY, Phase.SUCCESSFUL,
+                       f"each of {len(answers)} clients stayed on one version "
+                       f"over {sum(len(s) for s in answers.values())} requests", details), seen
+
+
+def share_check(versions: dict[str, str], new_version: str | None, old_version: str | None,
+                planned: float) -> Measurement:
+    """Does the share of clients on the new version match the plan, within chance?"""
+    n = len(versions)
+    counts = Counter(versions.values())
+    if n == 0 or new_version is None:
+        return Measurement(SHARE, Phase.INCONCLUSIVE, "no clients to measure the share with")
+    strangers = {v: c for v, c in counts.items() if v not in (new_version, old_version)}
+    observed = counts.get(new_version, 0) / n
+    allowed = tolerance(planned, n)
+    details = {"clients": n, "planned": round(planned, 4), "observed": round(observed, 4),
+               "tolerance": round(allowed, 4), "answers": dict(counts)}
+    if strangers:
+        return Measurement(SHARE, Phase.FAILED, f"clients got versions that are neither "
+                           f"{new_version} nor {old_version}: {strangers}", details)
+    if abs(observed - planned) > allowed:
+        return Measurement(SHARE, Phase.FAILED,
+                           f"{observed:.0%} of {n} clients got {new_version}, planned "
+                           f"{planned:.0%} (allowed ±{allowed:.0%})", details)
+    # Both versions must show up when chance alone would almost never hide one of them.
+    if 0 < planned < 1:
+        for version, p in ((new_version, planned), (old_version, 1 - planned)):
+            if version and counts.get(version, 0) == 0 and (1 - p) ** n < 1e-3:
+                return Measurement(SHARE, Phase.FAILED,
+                                   f"no client of {n} got {version}, planned {p:.0%}", details)
+    return Measurement(SHARE, Phase.SUCCESSFUL,
+                       f"{observed:.0%} of {n} clients got {new_version} (planned {planned:.0%},"
+                       f" allowed ±{allowed:.0%})", details)

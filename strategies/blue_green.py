@@ -1,0 +1,149 @@
+"""blue-green: two Deployments; the Service's selector is switched to the new side in one
+write, only after that side is verified, and switched back on rollback.
+
+The sides are the app's own Deployment (``APP``, the blue side, whose pods carry its
+selector labels, e.g. ``track: stable``) and ``APP-green`` (the same pods labelled
+``track: green``). Which side is live is read from the Service's selector every time,
+never remembered, so a re-run after any interruption starts from the truth. The first
+run narrows a Service that selects every pod of the app (``app: hello``) to the blue
+side; that changes no traffic, since only blue pods exist then.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployer.errors import InvalidInput
+from deployer.model import (
+    ApplyDeployment,
+    AppState,
+    AwaitRollout,
+    Gate,
+    Hold,
+    Plan,
+    ScaleDeployment,
+    SetServiceSelector,
+    Step,
+    Target,
+    UpdateDeployment,
+    VerifyTraffic,
+)
+from deployer.strategy import Options, change_cause, rolled_out, runs_image
+from strategies.canary import canary_body
+
+GREEN_TRACK = "green"
+SIDE_OF = "deployer.dev/blue-green-of"
+
+
+def green_name(app: str) -> str:
+    return f"{app}-green"
+
+
+def green_body(blue: dict[str, Any], container: str, image: str, replicas: int,
+               version: str | None) -> dict[str, Any]:
+    body = canary_body(blue, green_name(blue["metadata"]["name"]), container, image, replicas,
+                       version)
+    body["spec"]["selector"]["matchLabels"]["track"] = GREEN_TRACK
+    body["spec"]["template"]["metadata"]["labels"]["track"] = GREEN_TRACK
+    body["metadata"]["labels"]["track"] = GREEN_TRACK
+    body["metadata"]["annotations"] = {SIDE_OF: blue["metadata"]["name"]}
+    return body
+
+
+def _match(dep: dict[str, Any]) -> dict[str, str]:
+    return dict(dep["spec"]["selector"].get("matchLabels") or {})
+
+
+def _image(dep: dict[str, Any], container: str) -> str:
+    return next(c["image"] for c in dep["spec"]["template"]["spec"]["containers"]
+                if c["name"] == container)
+
+
+class BlueGreenStrategy:
+    name = "blue-green"
+
+    def is_current(self, state: AppState, target: Target) -> bool:
+        live = self.sides(state)[0]
+        return runs_image(live, state.container, str(target.image)) and rolled_out(live)
+
+    def sides(self, state: AppState) -> tuple[dict[str, Any], dict[str, str],
+                                              dict[str, Any] | None, dict[str, str]]:
+        """(live Deployment, its selector, new-side Deployment or None, its selector)."""
+        app = state.app.name
+        blue = state.deployment
+        if state.service is None:
+            raise InvalidInput(f"blue-green needs a Service named {app!r} in front of the app",
+                               id="no-service")
+        blue_match = _match(blue)
+        if blue_match.get("track") in (None, GREEN_TRACK) or blue["spec"]["selector"].get(
+                "matchExpressions"):
+            raise InvalidInput(
+                f"deployment {app} must select its pods with a track label other than "
+                f"'{GREEN_TRACK}' (it selects {blue_match})", id="overlapping-selector",
+                hint="e.g. matchLabels {app: hello, track: stable}, so the green side's pods "
+                     "(track: green) are not also the blue side's")
+        green = state.others.get(green_name(app))
+        green_match = {**blue_match, "track": GREEN_TRACK}
+        selector = state.service["spec"].get("selector") or {}
+        if not selector:
+            raise InvalidInput(f"service {app} has no selector", id="empty-selector")
+        if selector == green_match:
+            if green is None:
+                raise InvalidInput(f"service {app} points at {green_name(app)}, which does not "
+                                   "exist", id="unsafe-selector")
+            return green, green_match, blue, blue_match
+        if selector in (blue_match, {k: v for k, v in blue_match.items() if k != "track"}):
+            return blue, blue_match, green, green_match
+        raise InvalidInput(f"service {app} selects {selector}, which is neither side "
+                           f"({blue_match} or {green_match})", id="service-selector")
+
+    def plan(self, state: AppState, target: Target, options: Options) -> Plan:
+        app = state.app.name
+        live, live_match, _, new_match = self.sides(state)
+        selector = (state.service or {}).get("spec", {}).get("selector") or {}
+        blue = state.deployment
+        live_name = live["metadata"]["name"]
+        old_version = state.versions.get(live_name)
+        new_name = green_name(app) if live is blue else app
+        size = int(live["spec"].get("replicas") or state.replicas)
+        preview = options.get("preview_replicas")
+        first = min(int(preview), size) if preview else size
+        steps: list[Step] = []
+        notes = [f"live side: {live_name} ({size} pods of {_image(live, state.container)}); "
+                 f"new side: {new_name}"]
+        if selector != live_match:
+            steps.append(SetServiceSelector(app, live_match, require_ready=live_name))
+            notes.append(f"service {app} selects {selector}: first narrowed to the live side "
+                         f"{live_match} (no traffic moves)")
+        if new_name == app:
+            steps += [UpdateDeployment(app, state.container, str(target.image),
+                                       change_cause("blue-green", target)),
+                      ScaleDeployment(app, first)]
+        else:
+            steps.append(ApplyDeployment(green_body(blue, state.container, str(target.image),
+                                                    first, target.expected_version)))
+        steps.append(AwaitRollout(new_name, target.expected_version))
+        if first < size:
+            steps += [ScaleDeployment(new_name, size), AwaitRollout(new_name,
+                                                                    target.expected_version)]
+        if options.get("until_gate"):
+            steps.append(Gate(f"{new_name} verified, not yet receiving traffic"))
+        steps += [
+            SetServiceSelector(app, new_match, require_ready=new_name),
+            VerifyTraffic(app, new_name, target.expected_version, None, old_version, 1.0),
+        ]
+        keep = float(options.get("keep_old") if options.get("keep_old") is not None else 600)
+        if keep > 0:
+            steps.append(Hold(keep, f"keeping {live_name} as a rollback window"))
+        steps.append(ScaleDeployment(live_name, 0))
+        rollback: tuple[Step, ...] = (
+            ScaleDeployment(live_name, size),
+            AwaitRollout(live_name, old_version),
+            SetServiceSelector(app, live_match, require_ready=live_name),
+            ScaleDeployment(new_name, 0, missing_ok=True),
+        )
+        notes.append(f"the switch happens only after {new_name} is verified; the old side "
+                     f"stays up {keep:.0f}s afterwards, then is scaled to 0")
+        return Plan(self.name, state.app, tuple(steps), rollback,
+                    summary=f"blue-green from {live_name} to {new_name} ({target.image})",
+                    notes=tuple(notes))

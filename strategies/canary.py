@@ -1,0 +1,175 @@
+"""canary: a second Deployment labelled ``track: canary`` behind the same Service.
+
+The weight is the share of replicas: with the stable Deployment left at its size S,
+``c`` canary pods receive about c / (S + c) of new clients, and the Service's
+``sessionAffinity: ClientIP`` keeps each client on the version it first met. Only
+some shares are achievable with whole pods, so the plan says which one it will
+really run (20 % of 3 stable pods is 1 canary pod of 4, i.e. 25 %).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from deployer.errors import InvalidInput
+from deployer.model import (
+    ApplyDeployment,
+    AppState,
+    AwaitRollout,
+    DeleteDeployment,
+    Gate,
+    Plan,
+    ScaleDeployment,
+    SetServiceAffinity,
+    Step,
+    Target,
+    UndoRollout,
+    UpdateDeployment,
+    VerifyTraffic,
+)
+from deployer.strategy import Options, change_cause, rolled_out, runs_image
+
+DEFAULT_STEPS = (25, 50, 100)
+CANARY_OF = "deployer.dev/canary-of"
+
+
+def split(stable: int, percent: int) -> tuple[int, float]:
+    """The canary pod count whose share c / (stable + c) comes closest to ``percent``.
+
+    At least one canary pod (a canary of nothing verifies nothing); ties go to fewer pods.
+    """
+    wanted = percent / 100
+    best = min(range(1, max(1, stable) * 10 + 1),
+               key=lambda c: (abs(c / (stable + c) - wanted), c))
+    return best, best / (stable + best)
+
+
+def canary_name(app: str) -> str:
+    return f"{app}-canary"
+
+
+def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def canary_body(stable: dict[str, Any], name: str, container: str, image: str,
+                replicas: int, version: str | None) -> dict[str, Any]:
+    spec = copy.deepcopy(stable["spec"])
+    spec.pop("paused", None)
+    spec["replicas"] = replicas
+    match = dict(spec["selector"].get("matchLabels") or {})
+    match["track"] = "canary"
+    spec["selector"] = {"matchLabels": match}
+    template = spec["template"]
+    labels = dict(template["metadata"].get("labels") or {})
+    labels["track"] = "canary"
+    if version:
+        labels["version"] = version
+    template["metadata"] = {"labels": labels,
+                            "annotations": dict(template["metadata"].get("annotations") or {})}
+    for c in template["spec"]["containers"]:
+        if c["name"] == container:
+            c["image"] = image
+    meta_labels = dict(stable["metadata"].get("labels") or {})
+    meta_labels["track"] = "canary"
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": meta_labels,
+                     "annotations": {CANARY_OF: stable["metadata"]["name"]}},
+        "spec": spec,
+    }
+
+
+class CanaryStrategy:
+    name = "canary"
+
+    def is_current(self, state: AppState, target: Target) -> bool:
+        canary = state.others.get(canary_name(state.app.name))
+        return canary is None and runs_image(state.deployment, state.container,
+                                             str(target.image)) and rolled_out(state.deployment)
+
+    def plan(self, state: AppState, target: Target, options: Options) -> Plan:
+        app = state.app.name
+        stable = state.deployment
+        service = state.service
+        if service is None:
+            raise InvalidInput(f"a canary needs a Service named {app!r} in front of the app",
+                               id="no-service")
+        weights: tuple[int, ...] = tuple(options.get("steps") or DEFAULT_STEPS)
+        analysed = [w for w in weights if w < 100]
+        if not analysed:
+            raise InvalidInput("a canary needs at least one step below 100%", id="invalid-steps",
+                               hint="e.g. --steps 25,50,100 or --weight 25")
+        name = canary_name(app)
+        probe = canary_body(stable, name, state.container, str(target.image), 1,
+                            target.expected_version)
+        canary_labels = probe["spec"]["template"]["metadata"]["labels"]
+        stable_match = stable["spec"]["selector"].get("matchLabels") or {}
+        if _selects(stable_match, canary_labels) or stable["spec"]["selector"].get(
+                "matchExpressions"):
+            raise InvalidInput(
+                f"deployment {app} selects its pods by "
+                f"{','.join(f'{k}={v}' for k, v in stable_match.items())} only, which would also "
+                "match the canary's pods", id="overlapping-selector",
+                hint="give the stable pods a label such as track: stable and include it in the "
+                     "Deployment's selector")
+        svc_selector = service["spec"].get("selector") or {}
+        stable_labels = stable["spec"]["template"]["metadata"].get("labels") or {}
+        if not svc_selector:
+            raise InvalidInput(f"service {app} has no selector", id="empty-selector")
+        if not (_selects(svc_selector, canary_labels) and _selects(svc_selector, stable_labels)):
+            raise InvalidInput(
+                f"service {app} selects {svc_selector}, which does not route to both the stable "
+                "and the canary pods", id="service-selector",
+                hint="the Service should select on the app label only (e.g. app: hello)")
+
+        clients = int(options.get("clients") or 0)
+        interval = float(options.get("interval") or 0.0)
+        stable_n = state.replicas
+        per_step = clients // len(analysed) if clients else 0
+        steps: list[Step] = []
+        notes = [f"stable {app}: {stable_n} pods of {state.image} stay up throughout"]
+        affinity = service["spec"].get("sessionAffinity") or "None"
+        if affinity != "ClientIP":
+            steps.append(SetServiceAffinity(app, "ClientIP"))
+            notes.append(f"service {app} has sessionAffinity {affinity}: set to ClientIP for "
+                         "the run and restored afterwards")
+        share = 0.0
+        for i, weight in enumerate(analysed):
+            pods, share = split(stable_n, weight)
+            notes.append(f"step {i + 1}: {weight}% requested -> {pods} canary + {stable_n} "
+                         f"stable pods = {share:.0%} of new clients")
+            fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
+            steps += [
+                ApplyDeployment(canary_body(stable, name, state.container, str(target.image),
+                                            pods, target.expected_version)),
+                AwaitRollout(name, target.expected_version),
+                VerifyTraffic(app, name, target.expected_version, app, state.version, share,
+                              interval, fresh),
+            ]
+        if options.get("until_gate"):
+            steps.append(Gate(f"canary at {share:.0%}"))
+        restore: tuple[Step, ...] = (
+            (SetServiceAffinity(app, affinity),) if affinity != "ClientIP" else ())
+        steps += [
+            UpdateDeployment(app, state.container, str(target.image),
+                             change_cause("canary promotion", target)),
+            AwaitRollout(app, target.expected_version),
+            ScaleDeployment(name, 0, missing_ok=True),
+            DeleteDeployment(name),
+            *restore,
+        ]
+        rollback: tuple[Step, ...] = (
+            UndoRollout(app, state.revision, f"deployer canary of {target.image} rolled back"),
+            AwaitRollout(app, state.version),
+            ScaleDeployment(name, 0, missing_ok=True),
+            DeleteDeployment(name),
+            *restore,
+        )
+        minimum = interval * len(analysed)
+        notes.append(f"minimum duration: {minimum:.0f}s of analysis plus rollout time")
+        return Plan(self.name, state.app, tuple(steps), rollback,
+                    summary=f"canary of {target.image} beside {stable_n} pods of {state.image}",
+                    notes=tuple(notes))
