@@ -272,6 +272,16 @@ class Gateway:
         except NotFound:
             return None
 
+    def endpoint_addresses(self, service: str) -> set[str]:
+        """Ready addresses of a Service's Endpoints (core/v1, served by every version)."""
+        try:
+            ep = self._call(f"reading endpoints {service}",
+                            self.core.read_namespaced_endpoints, service, self.namespace)
+        except NotFound:
+            return set()
+        return {a["ip"] for subset in ep.get("subsets") or []
+                for a in subset.get("addresses") or []}
+
     def list_events(self, object_name: str) -> list[dict[str, Any]]:
         out = self._call("listing events", self.core.list_namespaced_event, self.namespace,
                          field_selector=f"involvedObject.name={object_name}")

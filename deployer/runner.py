@@ -19,7 +19,13 @@ from deployer.errors import Conflict, DeployerError, Interrupted, StepFailed, Un
 from deployer.exitcodes import ExitCode
 from deployer.health.pods import not_ready_reasons
 from deployer.health.rollout import rollout_status
-from deployer.health.verifier import Evaluation, RolloutVerifier, VerifyOptions, selector_of
+from deployer.health.verifier import (
+    Evaluation,
+    RolloutVerifier,
+    VerifyOptions,
+    is_ready,
+    selector_of,
+)
 from deployer.model import (
     CHANGE_CAUSE_ANNOTATION,
     REVISION_ANNOTATION,
@@ -49,6 +55,7 @@ if TYPE_CHECKING:
     from deployer.cluster import Gateway
 
 CONFLICT_RETRIES = 5
+KUBE_PROXY_SYNC = 2.0
 
 
 @dataclass
@@ -378,10 +385,29 @@ class Runner:
             try:
                 self.gateway.patch_service(step.service, {"spec": {"selector": patch}},
                                            resource_version=svc["metadata"]["resourceVersion"])
-                return None
             except Conflict:
                 continue
+            return self._await_endpoints(step)
         raise UnsafeState(f"service {step.service} kept changing", id="conflict")
+
+    def _await_endpoints(self, step: SetServiceSelector) -> str | None:
+        """Wait until the Service's endpoints are exactly the selected, Ready pods."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(step.selector.items()))
+        deadline = self.clock() + 60
+        while self.clock() < deadline:
+            wanted = {p["status"].get("podIP") for p in self.gateway.list_pods(selector)
+                      if is_ready(p) and not p["metadata"].get("deletionTimestamp")}
+            have = self.gateway.endpoint_addresses(step.service)
+            if wanted and have == wanted:
+                # kube-proxy applies endpoint changes about a second later (iptables sync
+                # period); that moment cannot be observed through the API, so it is waited.
+                time.sleep(KUBE_PROXY_SYNC)
+                return f"endpoints are the {len(have)} selected pods"
+            self.reporter.waiting(f"service endpoints {len(have)}, selected Ready pods "
+                                  f"{len(wanted)}")
+            time.sleep(0.5)
+        raise StepFailed(f"service {step.service}'s endpoints did not follow the new selector "
+                         "within 60s")
 
     def _hold(self, step: Hold) -> str | None:
         end = self.clock() + step.seconds

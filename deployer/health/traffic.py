@@ -49,9 +49,11 @@ def parse_client_addresses(text: str) -> tuple[str, ...]:
 
 def tolerance(share: float, clients: int) -> float:
     """How far an observed share may stray by chance: three binomial standard deviations,
-    never less than 5 points."""
+    never less than 5 points. A share of 0 or 1 leaves nothing to chance: exact."""
     if clients <= 0:
         return 1.0
+    if share in (0.0, 1.0):
+        return 0.0
     return max(0.05, 3 * math.sqrt(share * (1 - share) / clients))
 
 

@@ -1,0 +1,125 @@
+"""The canary planner: achievable shares, the step timeline, safe order on rollback."""
+
+import copy
+
+import pytest
+
+from deployer.errors import InvalidInput
+from deployer.model import (
+    ApplyDeployment,
+    AppRef,
+    AppState,
+    AwaitRollout,
+    DeleteDeployment,
+    Gate,
+    ScaleDeployment,
+    SetServiceAffinity,
+    Target,
+    UndoRollout,
+    UpdateDeployment,
+    VerifyTraffic,
+)
+from deployer.strategy import Options
+from deployer.validation import parse_image
+from strategies.canary import CanaryStrategy, split
+from tests.unit.fakes import deployment
+
+
+def service(affinity="ClientIP", selector=None):
+    return {"metadata": {"name": "hello"},
+            "spec": {"selector": selector or {"app": "hello"}, "sessionAffinity": affinity,
+                     "clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}}
+
+
+def state(svc=None, dep=None, others=None) -> AppState:
+    return AppState(AppRef("t", "hello"), dep or deployment(revision=2), "hello",
+                    parse_image("hello:v1"), 3, 2, (), version="1.0.0",
+                    service=svc if svc is not None else service(), others=others or {})
+
+
+TARGET = Target(parse_image("hello:v2"), "2.0.0", None, "ana")
+
+
+@pytest.mark.parametrize(("stable", "percent", "pods", "share"), [
+    (3, 20, 1, 0.25),   # 20 % of 3 is not possible: 1 of 4 pods is 25 %
+    (3, 10, 1, 0.25),   # at least one canary pod
+    (3, 50, 3, 0.50),
+    (10, 15, 2, 2 / 12),
+    (4, 20, 1, 0.20),
+])
+def test_split_picks_the_closest_achievable_share(stable, percent, pods, share):
+    assert split(stable, percent) == (pods, pytest.approx(share))
+
+
+def test_plan_has_one_analysed_step_per_weight_below_100_then_promotion():
+    plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (25, 50, 100),
+                                                          "clients": 40, "interval": 10}))
+    kinds = [type(s) for s in plan.steps]
+    assert kinds == [ApplyDeployment, AwaitRollout, VerifyTraffic,
+                     ApplyDeployment, AwaitRollout, VerifyTraffic,
+                     UpdateDeployment, AwaitRollout, ScaleDeployment, DeleteDeployment]
+    first, second = plan.steps[0], plan.steps[3]
+    assert first.body["spec"]["replicas"] == 1 and second.body["spec"]["replicas"] == 3
+    assert plan.steps[2].share == 0.25 and plan.steps[5].share == 0.5
+    # fresh clients per step: affinity keeps earlier clients where they were
+    assert plan.steps[2].fresh_clients == (0, 20) and plan.steps[5].fresh_clients == (20, 40)
+    assert any("25% requested -> 1 canary + 3 stable pods = 25%" in n for n in plan.notes)
+    assert any("minimum duration: 20s" in n for n in plan.notes)
+
+
+def test_canary_pods_are_labelled_and_selected_apart_from_stable():
+    plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (50,)}))
+    body = plan.steps[0].body
+    assert body["metadata"]["name"] == "hello-canary"
+    assert body["spec"]["selector"]["matchLabels"] == {"app": "hello", "track": "canary"}
+    labels = body["spec"]["template"]["metadata"]["labels"]
+    assert labels == {"app": "hello", "track": "canary", "version": "2.0.0"}
+    assert body["spec"]["template"]["spec"]["containers"][0]["image"] == "hello:v2"
+
+
+def test_rollback_restores_stable_before_removing_the_canary():
+    plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (50,)}))
+    kinds = [type(s) for s in plan.rollback]
+    assert kinds == [UndoRollout, AwaitRollout, ScaleDeployment, DeleteDeployment]
+    assert plan.rollback[1] == AwaitRollout("hello", "1.0.0")
+
+
+def test_affinity_is_set_for_the_run_and_restored():
+    plan = CanaryStrategy().plan(state(service(affinity="None")), TARGET,
+                                 Options({"steps": (50,)}))
+    assert plan.steps[0] == SetServiceAffinity("hello", "ClientIP")
+    assert plan.steps[-1] == SetServiceAffinity("hello", "None")
+    assert plan.rollback[-1] == SetServiceAffinity("hello", "None")
+
+
+def test_until_gate_stops_before_promotion():
+    plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (25,), "until_gate": True}))
+    gate = next(i for i, s in enumerate(plan.steps) if isinstance(s, Gate))
+    assert isinstance(plan.steps[gate + 1], UpdateDeployment)
+
+
+def test_a_stable_selector_that_would_match_canary_pods_is_refused():
+    dep = deployment(revision=2)
+    dep["spec"]["selector"]["matchLabels"] = {"app": "hello"}
+    with pytest.raises(InvalidInput, match="would also match the canary"):
+        CanaryStrategy().plan(state(dep=dep), TARGET, Options())
+
+
+def test_a_service_that_does_not_route_to_both_tracks_is_refused():
+    with pytest.raises(InvalidInput, match="does not route to both"):
+        CanaryStrategy().plan(state(service(selector={"app": "hello", "track": "stable"})),
+                              TARGET, Options())
+
+
+def test_steps_must_include_one_below_100():
+    with pytest.raises(InvalidInput, match="below 100"):
+        CanaryStrategy().plan(state(), TARGET, Options({"steps": (100,)}))
+
+
+def test_is_current_only_without_a_canary_and_on_the_target_image():
+    s = CanaryStrategy()
+    on_v2 = deployment(image="hello:v2")
+    assert s.is_current(state(dep=on_v2), TARGET)
+    assert not s.is_current(state(dep=on_v2, others={"hello-canary": copy.deepcopy(on_v2)}),
+                            TARGET)
+    assert not s.is_current(state(), TARGET)
