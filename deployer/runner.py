@@ -85,6 +85,8 @@ class Runner:
     def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
+        for note in plan.notes:
+            self.reporter.note(note)
         if journal.record.plan is None:
             journal.record = journal.record.with_(plan=plan.to_json())
         try:

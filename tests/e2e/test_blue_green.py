@@ -1,0 +1,142 @@
+"""blue-green on the lab cluster: the Service switches only to a verified side."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from tests.e2e.app_checks import resource_versions, versions_by_pod
+from tests.e2e.deployer_cli import deployer
+from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+CLIENTS = f"{CLIENT_ADDRESSES[0]}-{CLIENT_ADDRESSES[-1]}"
+STABLE = {"app": "hello", "track": "stable"}
+GREEN = {"app": "hello", "track": "green"}
+
+
+def service_versions(kube, namespace) -> set[str]:
+    return {version_via_service(namespace, "hello", ip, kube=kube) for ip in CLIENT_ADDRESSES}
+
+
+class Poller:
+    """Calls the Service from a few client addresses in the background, recording answers."""
+
+    def __init__(self, kube, namespace):
+        self.kube, self.namespace = kube, namespace
+        self.answers: list[str] = []
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + 300  # bounded even if a test forgets to stop it
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            ip = CLIENT_ADDRESSES[i % 8]
+            i += 1
+            try:
+                self.answers.append(version_via_service(self.namespace, "hello", ip,
+                                                        kube=self.kube, timeout=2))
+            except Exception:  # noqa: BLE001 - a failed request is counted, not raised
+                self.failed += 1
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    with Poller(kube, namespace) as before_switch:
+        gated = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image",
+                         "v2", "--until-gate", "--keep-old", "5s", "--client-addresses", CLIENTS)
+
+    assert gated.code == 5, gated
+    assert len(before_switch.answers) > 10
+    assert set(before_switch.answers) == {"1.0.0"}, "no request may reach green before the switch"
+    assert before_switch.failed == 0
+    green = versions_by_pod(kube, namespace, "app=hello,track=green")
+    assert len(green) == 3 and set(green.values()) == {"2.0.0"}
+    svc = kube.core.read_namespaced_service("hello", namespace)
+    assert svc.spec.selector == STABLE
+
+    with Poller(kube, namespace) as during_switch:
+        promoted = deployer(namespace, "-o", "json", "promote", "--app", "hello",
+                            "--client-addresses", CLIENTS)
+
+    assert promoted.code == 0, promoted
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == GREEN
+    assert service_versions(kube, namespace) == {"2.0.0"}
+    assert during_switch.failed == 0, "the switch must not drop requests"
+    share = {c["check"]: c for c in promoted.report["checks"]}["traffic-share"]
+    assert share["phase"] == "Successful" and share["details"]["observed"] == 1.0
+
+
+def test_blue_green_to_a_missing_image_never_switches(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    with Poller(kube, namespace) as poller:
+        result = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image",
+                          "v9", "--keep-old", "0s", "--client-addresses", CLIENTS)
+
+    assert result.code == 1, result
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert set(poller.answers) == {"1.0.0"} and poller.failed == 0
+    assert service_versions(kube, namespace) == {"1.0.0"}
+    green = kube.apps.read_namespaced_deployment("hello-green", namespace)
+    assert green.spec.replicas == 0
+
+
+def test_rollback_after_blue_green_switches_back_to_a_ready_blue(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    done = deployer(namespace, "blue-green", "--app", "hello", "--image", "v2", "--keep-old",
+                    "0s", "--client-addresses", CLIENTS)
+    assert done.code == 0, done
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 0
+
+    result = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+
+    assert result.code == 0, result
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert service_versions(kube, namespace) == {"1.0.0"}
+    steps = [s["step"] for s in result.report["steps"]]
+    scale_up = steps.index("scale hello to 3")
+    switch = next(i for i, s in enumerate(steps) if s.startswith("switch service hello"))
+    assert scale_up < switch, steps
+
+
+def test_second_blue_green_goes_from_green_back_to_the_blue_deployment(namespace, deploy_hello,
+                                                                       kube):
+    deploy_hello(namespace)
+    assert deployer(namespace, "blue-green", "--app", "hello", "--image", "v2", "--keep-old",
+                    "0s", "--client-addresses", CLIENTS).code == 0
+
+    result = deployer(namespace, "blue-green", "--app", "hello", "--image", "v5",
+                      "--expect-version", "1.0.0", "--keep-old", "0s",
+                      "--client-addresses", CLIENTS)
+
+    assert result.code == 0, result
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert set(versions_by_pod(kube, namespace, "app=hello,track=stable").values()) == {"1.0.0"}
+    assert kube.apps.read_namespaced_deployment("hello-green", namespace).spec.replicas == 0
+
+
+def test_blue_green_dry_run_changes_nothing(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    before = resource_versions(kube, namespace)
+
+    result = deployer(namespace, "blue-green", "--app", "hello", "--image", "v2", "--dry-run")
+
+    assert result.code == 0, result
+    assert "switch service hello to selector app=hello,track=green" in result.stderr
+    assert resource_versions(kube, namespace) == before

@@ -1,0 +1,145 @@
+"""canary on the lab cluster: Given hello v1 is stable behind its Service, When deployer
+runs a canary, Then ..."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.app_checks import deployment_image, resource_versions, versions_by_pod
+from tests.e2e.deployer_cli import deployer
+from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
+
+CLIENTS = f"{CLIENT_ADDRESSES[0]}-{CLIENT_ADDRESSES[-1]}"
+
+
+def service_versions(kube, namespace) -> dict[str, str]:
+    return {ip: version_via_service(namespace, "hello", ip, kube=kube)
+            for ip in CLIENT_ADDRESSES}
+
+
+def canary_exists(kube, namespace) -> bool:
+    names = [d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items]
+    return "hello-canary" in names
+
+
+def test_canary_to_v2_is_promoted_with_share_and_stickiness_checked(namespace, deploy_hello,
+                                                                    kube):
+    deploy_hello(namespace)
+
+    result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
+                      "--steps", "25,50,100", "--client-addresses", CLIENTS)
+
+    assert result.code == 0, result
+    report = result.report
+    assert report["verdict"] == "promoted"
+    checks = {c["check"]: c for c in report["checks"]}
+    assert checks["traffic-share"]["phase"] == "Successful", checks
+    assert checks["traffic-share"]["details"]["clients"] >= 20
+    assert checks["stickiness"]["phase"] == "Successful", checks
+    assert not canary_exists(kube, namespace)
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+    assert set(service_versions(kube, namespace).values()) == {"2.0.0"}
+    svc = kube.core.read_namespaced_service("hello", namespace)
+    assert svc.spec.session_affinity == "ClientIP"
+
+
+@pytest.mark.parametrize("image", ["v3", "v4", "v5", "v9"])
+def test_bad_canary_is_rolled_back_and_v1_answers_everywhere(namespace, deploy_hello, kube,
+                                                             image):
+    deploy_hello(namespace)
+
+    result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", image,
+                      "--steps", "25,100", "--client-addresses", CLIENTS,
+                      "--progress-deadline", "25s", *(
+                          ["--expect-version", "5.0.0"] if image == "v5" else []))
+
+    assert result.code == 1, result
+    assert result.report["verdict"] == "rejected"
+    assert not canary_exists(kube, namespace)
+    assert deployment_image(kube, namespace) == "hello:v1"
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    assert set(service_versions(kube, namespace).values()) == {"1.0.0"}
+
+
+def test_dry_run_prints_the_achievable_shares_and_changes_nothing(namespace, deploy_hello,
+                                                                  kube):
+    deploy_hello(namespace)
+    before = resource_versions(kube, namespace)
+
+    result = deployer(namespace, "canary", "--app", "hello", "--image", "v2",
+                      "--steps", "20,50,100", "--interval", "30s", "--dry-run")
+
+    assert result.code == 0, result
+    assert "20% requested -> 1 canary + 3 stable pods = 25%" in result.stderr
+    assert "50% requested -> 3 canary + 3 stable pods = 50%" in result.stderr
+    assert "minimum duration: 60s" in result.stderr
+    assert resource_versions(kube, namespace) == before
+
+
+def test_until_gate_then_promote_from_another_process(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    paused = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
+                      "--weight", "25", "--until-gate", "--client-addresses", CLIENTS)
+
+    assert paused.code == 5, paused
+    assert paused.report["verdict"] == "paused"
+    assert "deployer promote --app hello" in paused.report["next"]
+    assert canary_exists(kube, namespace)
+    status = deployer(namespace, "-o", "json", "status", "--app", "hello")
+    assert status.report["runInProgress"]["phase"] == "paused"
+
+    promoted = deployer(namespace, "-o", "json", "promote", "--app", "hello")
+
+    assert promoted.code == 0, promoted
+    assert promoted.report["verdict"] == "promoted"
+    assert not canary_exists(kube, namespace)
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+    history = deployer(namespace, "-o", "json", "history", "--app", "hello").report
+    assert history["releases"][-1]["strategy"] == "canary"
+    assert history["releases"][-1]["verdict"] == "promoted"
+
+
+def test_until_gate_then_abort_restores_v1(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    paused = deployer(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
+                      "--until-gate", "--client-addresses", CLIENTS)
+    assert paused.code == 5, paused
+
+    aborted = deployer(namespace, "-o", "json", "abort", "--app", "hello")
+
+    assert aborted.code == 0, aborted
+    assert aborted.report["verdict"] == "rolled-back"
+    assert not canary_exists(kube, namespace)
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    assert set(service_versions(kube, namespace).values()) == {"1.0.0"}
+    assert deployer(namespace, "promote", "--app", "hello").code == 2
+
+
+def test_affinity_is_set_for_the_canary_and_restored_afterwards(namespace, deploy_hello,
+                                                                 kube):
+    deploy_hello(namespace)
+    kube.core.patch_namespaced_service("hello", namespace, {"spec": {"sessionAffinity": "None"}})
+
+    result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
+                      "--weight", "50", "--client-addresses", CLIENTS)
+
+    assert result.code == 0, result
+    assert any("sessionAffinity None: set to ClientIP" in n for n in result.report["notes"])
+    svc = kube.core.read_namespaced_service("hello", namespace)
+    assert svc.spec.session_affinity == "None"
+
+
+def test_rollback_after_a_promoted_canary_restores_v1(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    assert deployer(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
+                    "--client-addresses", CLIENTS).code == 0
+
+    result = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+
+    assert result.code == 0, result
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    again = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+    assert again.code == 0 and again.report["verdict"] == "no-op", again
