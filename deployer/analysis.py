@@ -9,7 +9,6 @@ analysis time has passed; any failed round rejects the release.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import StepFailed
@@ -119,7 +118,7 @@ class TrafficVerifier:
             if left <= 0:
                 break
             runner.reporter.waiting(f"analysing: round {rounds} passed, {left:.0f}s left")
-            time.sleep(min(ROUND_INTERVAL, left))
+            runner.pause(min(ROUND_INTERVAL, left))
         summary = [m.message for m in measurements
                    if m.check in (SHARE, STICKY) or m.phase is Phase.INCONCLUSIVE]
         return f"{rounds} round(s) passed; " + "; ".join(dict.fromkeys(summary))

@@ -8,9 +8,10 @@ only when a command needs the cluster, so ``deployer --help`` stays instant.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ import click
 import typer
 
 from deployer import __version__
-from deployer.errors import DeployerError, Interrupted, InvalidInput
+from deployer.errors import DeployerError, InvalidInput
 from deployer.exitcodes import ExitCode, table
 from deployer.validation import (
     is_bare_tag,
@@ -34,6 +35,8 @@ from deployer.validation import (
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
+    from deployer.interrupt import StopFlag
+    from deployer.lock import Lock
     from deployer.model import Outcome
     from deployer.report import Reporter
 
@@ -133,19 +136,49 @@ def _reporter(g: Globals) -> Reporter:
     return Reporter(output=g.output)
 
 
-class _Signals:
-    """SIGINT/SIGTERM become :class:`Interrupted` so the runner can stop at a step boundary."""
+@dataclass
+class Guard:
+    """What a mutating command runs under: the stop flag for signals and the app's lock."""
 
-    def __enter__(self) -> _Signals:
-        def handler(signum: int, frame: object) -> None:
-            raise Interrupted(f"received {signal.Signals(signum).name}")
+    stop: StopFlag | None = None
+    lock: Lock | None = None
+    note: str | None = None
 
-        self._old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
+@contextmanager
+def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
+               enabled: bool = True) -> Iterator[Guard]:
+    """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it."""
+    if not enabled:
+        yield Guard()
+        return
+    import uuid
+
+    from deployer.interrupt import StopFlag
+    from deployer.lock import Lock
+    from deployer.record import who_am_i
+
+    force, wait = ctx.meta.get("force", False), ctx.meta.get("wait_for_lock", 0.0)
+    command = ("deployer " + " ".join(sys.argv[1:]))[:250]
+    lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
+    with StopFlag() as stop:
+        note = lock.acquire(force=force, wait=wait)
+        try:
+            yield Guard(stop, lock, note)
+        finally:
+            lock.release()
+
+
+def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) -> None:
+    ctx.meta["force"] = force
+    ctx.meta["wait_for_lock"] = (parse_duration(wait_for_lock, "--wait-for-lock")
+                                 if wait_for_lock else 0.0)
+
+
+FORCE = typer.Option(False, "--force", help="Take the app's lock over even if another run "
+                                             "holds it (that run stops before its next write).")
+WAIT_FOR_LOCK = typer.Option(None, "--wait-for-lock", help="Wait this long for another run's "
+                                                            "lock instead of exiting 4.")
 
 
 # -------------------------------------------------------------------- deploys
@@ -188,56 +221,59 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     plugin = strategies.load(strategy_name)
     gw = _connect(g)
-    state = read_app(gw, app_name, container)
-    target_image = resolve_image(image, state.image)
-    expected = expect_version or expected_version_from_tag(target_image.tag)
-    if expected is None and not no_version_check:
-        raise InvalidInput(
-            f"cannot tell which version {target_image} should answer on /version",
-            id="unknown-expected-version",
-            hint="pass --expect-version VERSION (or --no-version-check to skip the HTTP check)")
-    who = who_am_i()
-    target = Target(target_image, None if no_version_check else expected, reason, who)
-    reporter = _reporter(g)
-    reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
-                  to_image=str(target_image), from_version=state.version,
-                  expected_version=target.expected_version)
-    plan = plugin.plan(state, target, strategies.Options(options))
-    if dry_run:
-        reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
-        for line in plan.describe():
-            reporter.line(line)
-        return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
-                                         "dry run: nothing was changed"))
-    in_progress = read_run(state.deployment)
-    if in_progress is not None and in_progress.phase in ("paused", "running", "rolling-back",
-                                                         "interrupted", "error"):
-        raise InvalidInput(
-            f"{app_name} has an unfinished {in_progress.strategy} run ({in_progress.phase}, "
-            f"started {in_progress.started} by {in_progress.who})", id="run-in-progress",
-            hint=f"finish it first: deployer promote --app {app_name}, deployer abort --app "
-                 f"{app_name} or deployer rollback --app {app_name}")
-    if plugin.is_current(state, target):
-        return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
-                                         f"{app_name} already runs {target_image}; "
-                                         "nothing to do", verified_version=state.version))
-    current = next((r for r in state.revisions if r.number == state.revision), None)
-    template_hash = None
-    if current is not None:
-        template_hash = ((current.template.get("metadata") or {}).get("labels") or {}).get(
-            "pod-template-hash")
-    record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
-                       state.version, target.expected_version, state.revision, template_hash,
-                       who=who, reason=reason)
-    journal = Journal(gw, state.deployment_name, record)
-    settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                           verify=VerifyOptions(samples=samples,
-                                                http_mode="off" if no_version_check
-                                                else options.get("http_mode", "proxy")),
-                           client_addresses=clients)
-    with _Signals():
-        outcome = Runner(gw, reporter, settings).run(plan, journal)
-    return _finish(reporter, outcome)
+    with _exclusive(ctx, gw, app_name, enabled=not dry_run) as guard:
+        state = read_app(gw, app_name, container)
+        target_image = resolve_image(image, state.image)
+        expected = expect_version or expected_version_from_tag(target_image.tag)
+        if expected is None and not no_version_check:
+            raise InvalidInput(
+                f"cannot tell which version {target_image} should answer on /version",
+                id="unknown-expected-version",
+                hint="pass --expect-version VERSION (or --no-version-check to skip the HTTP check)")
+        who = who_am_i()
+        target = Target(target_image, None if no_version_check else expected, reason, who)
+        reporter = _reporter(g)
+        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
+                      to_image=str(target_image), from_version=state.version,
+                      expected_version=target.expected_version)
+        plan = plugin.plan(state, target, strategies.Options(options))
+        if dry_run:
+            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
+            for line in plan.describe():
+                reporter.line(line)
+            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
+                                             "dry run: nothing was changed"))
+        in_progress = read_run(state.deployment)
+        if in_progress is not None and in_progress.phase in ("paused", "running", "rolling-back",
+                                                             "interrupted", "error"):
+            raise InvalidInput(
+                f"{app_name} has an unfinished {in_progress.strategy} run ({in_progress.phase}, "
+                f"started {in_progress.started} by {in_progress.who})", id="run-in-progress",
+                hint=f"finish it first: deployer promote --app {app_name}, deployer abort --app "
+                     f"{app_name} or deployer rollback --app {app_name}")
+        if plugin.is_current(state, target):
+            return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
+                                             f"{app_name} already runs {target_image}; "
+                                             "nothing to do", verified_version=state.version))
+        current = next((r for r in state.revisions if r.number == state.revision), None)
+        template_hash = None
+        if current is not None:
+            template_hash = ((current.template.get("metadata") or {}).get("labels") or {}).get(
+                "pod-template-hash")
+        record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
+                           state.version, target.expected_version, state.revision, template_hash,
+                           who=who, reason=reason)
+        journal = Journal(gw, state.deployment_name, record)
+        settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
+                               verify=VerifyOptions(samples=samples,
+                                                    http_mode="off" if no_version_check
+                                                    else options.get("http_mode", "proxy")),
+                               client_addresses=clients)
+        if guard.note:
+            reporter.note(guard.note)
+        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+        outcome = runner.run(plan, journal)
+        return _finish(reporter, outcome)
 
 
 def _client_addresses(text: str | None) -> tuple[str, ...]:
@@ -282,8 +318,11 @@ def rolling(
     no_version_check: bool = NO_VERSION,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Native rolling update, watched and verified; undone on failure."""
+    _lock_options(ctx, force, wait_for_lock)
     from deployer.validation import check_surge_pair
 
     surge = parse_surge(max_surge, "--max-surge") if max_surge is not None else None
@@ -307,8 +346,11 @@ def recreate(
     no_version_check: bool = NO_VERSION,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Stop every old pod, then start the new version; reports the downtime."""
+    _lock_options(ctx, force, wait_for_lock)
     return _deploy(ctx, "recreate", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline, {})
 
@@ -322,8 +364,11 @@ def rollback(
     reason: str | None = REASON,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Return the app to its previous version (or --to-revision N) and verify it."""
+    _lock_options(ctx, force, wait_for_lock)
     g = _globals(ctx)
     validate_app_name(app_name)
     revision = parse_revision(to_revision) if to_revision is not None else None
@@ -340,52 +385,52 @@ def rollback(
     from deployer.snapshot import read_app
 
     gw = _connect(g)
-    state = read_app(gw, app_name, container, measure_version=False)
-    reporter = _reporter(g)
-    reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
-    settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                           client_addresses=_client_addresses(None))
-    who = who_am_i()
-    in_progress = read_run(state.deployment)
-    history = read_history(state.deployment)
-    runner = Runner(gw, reporter, settings)
-    if revision is None and in_progress is not None and in_progress.plan is not None:
-        # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
-        plan = Plan.from_json(state.app, in_progress.plan)
-        reporter.fact(to_image=in_progress.from_image)
-        with _Signals():
+    with _exclusive(ctx, gw, app_name) as guard:
+        state = read_app(gw, app_name, container, measure_version=False)
+        reporter = _reporter(g)
+        reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
+        settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
+                               client_addresses=_client_addresses(None))
+        who = who_am_i()
+        in_progress = read_run(state.deployment)
+        history = read_history(state.deployment)
+        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+        if revision is None and in_progress is not None and in_progress.plan is not None:
+            # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
+            plan = Plan.from_json(state.app, in_progress.plan)
+            reporter.fact(to_image=in_progress.from_image)
             outcome = runner.abort(plan, Journal(gw, state.deployment_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
                                    f"({in_progress.from_image} -> {in_progress.to_image}) "
                                    "rolled back")
-        return _finish(reporter, _rollback_outcome(outcome, app_name))
-    last = history[-1] if history else None
-    if revision is None and last is not None and last.verdict == "promoted" and last.undo:
-        plan = Plan(last.strategy, state.app, (), tuple(step_from_json(s) for s in last.undo),
-                    summary=f"undo {last.strategy} release {last.from_image} -> {last.to_image}")
-        reporter.fact(to_image=last.from_image)
-        record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
-                           state.revision, None, who=who,
-                           reason=reason or f"undo {last.strategy} release {last.id}",
-                           plan=plan.to_json())
-        with _Signals():
+            return _finish(reporter, _rollback_outcome(outcome, app_name))
+        last = history[-1] if history else None
+        if revision is None and last is not None and last.verdict == "promoted" and last.undo:
+            undo = tuple(step_from_json(s) for s in last.undo)
+            plan = Plan(last.strategy, state.app, (), undo,
+                        summary=f"undo {last.strategy} release {last.from_image} -> "
+                                f"{last.to_image}")
+            reporter.fact(to_image=last.from_image)
+            record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
+                               state.revision, None, who=who,
+                               reason=reason or f"undo {last.strategy} release {last.id}",
+                               plan=plan.to_json())
             outcome = runner.abort(plan, Journal(gw, state.deployment_name, record),
                                    f"{last.strategy} release {last.from_image} -> "
                                    f"{last.to_image} undone")
-        return _finish(reporter, _rollback_outcome(outcome, app_name))
-    decision = rb.decide(state, in_progress, history, revision)
-    if decision.revision is None:
-        return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
-                                         f"nothing to roll back: {decision.why}"))
-    cause = f"deployer rollback to revision {decision.revision.number} by {who}" + (
-        f": {reason}" if reason else "")
-    plan = rb.plan(state, decision.revision, cause)
-    reporter.fact(to_image=decision.revision.image)
-    record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
-                       None, None, state.revision, None, who=who, reason=reason or decision.why)
-    with _Signals():
+            return _finish(reporter, _rollback_outcome(outcome, app_name))
+        decision = rb.decide(state, in_progress, history, revision)
+        if decision.revision is None:
+            return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
+                                             f"nothing to roll back: {decision.why}"))
+        cause = f"deployer rollback to revision {decision.revision.number} by {who}" + (
+            f": {reason}" if reason else "")
+        plan = rb.plan(state, decision.revision, cause)
+        reporter.fact(to_image=decision.revision.image)
+        record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
+                           None, None, state.revision, None, who=who, reason=reason or decision.why)
         outcome = runner.run(plan, Journal(gw, state.deployment_name, record))
-    return _finish(reporter, _rollback_outcome(outcome, app_name))
+        return _finish(reporter, _rollback_outcome(outcome, app_name))
 
 
 def _rollback_outcome(outcome: Outcome, app_name: str) -> Outcome:
@@ -460,9 +505,12 @@ def canary(
     expect_version: str | None = EXPECT,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Canary: a second Deployment (track: canary) behind the same Service, weighted by
     replicas, verified per step, then promoted (or rolled back)."""
+    _lock_options(ctx, force, wait_for_lock)
     from deployer.validation import parse_percent, parse_steps
 
     if steps is not None and weight is not None:
@@ -497,9 +545,12 @@ def blue_green(
     expect_version: str | None = EXPECT,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Blue-green: verify the new side before any user traffic, switch the Service selector
     in one write, verify through the Service; the old side stays as a rollback window."""
+    _lock_options(ctx, force, wait_for_lock)
     from deployer.validation import parse_replicas
 
     preview = (parse_replicas(preview_replicas, "--preview-replicas", minimum=1)
@@ -524,48 +575,52 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     from deployer.runner import Runner, RunSettings
 
     gw = _connect(g)
-    dep = gw.get_deployment(app_name)
-    if dep is None:
-        from deployer.errors import AppNotFound
+    with _exclusive(ctx, gw, app_name) as guard:
+        dep = gw.get_deployment(app_name)
+        if dep is None:
+            from deployer.errors import AppNotFound
 
-        raise AppNotFound(f"no Deployment named {app_name!r} in namespace {gw.namespace!r}")
-    record = read_run(dep)
-    if record is None or record.plan is None:
-        raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
-                           hint=f"see deployer status --app {app_name}")
-    if action == "promote" and record.phase != "paused":
-        raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not paused at "
-                           "a gate; nothing to promote", id="not-paused",
-                           hint=f"deployer abort --app {app_name} rolls it back")
-    from deployer.model import AppRef
+            raise AppNotFound(f"no Deployment named {app_name!r} in namespace {gw.namespace!r}")
+        record = read_run(dep)
+        if record is None or record.plan is None:
+            raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
+                               hint=f"see deployer status --app {app_name}")
+        if action == "promote" and record.phase != "paused":
+            raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not "
+                               "paused at a gate; nothing to promote", id="not-paused",
+                               hint=f"deployer abort --app {app_name} rolls it back")
+        from deployer.model import AppRef
 
-    plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
-    reporter = _reporter(g)
-    reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
-                  from_image=record.from_image, to_image=record.to_image,
-                  from_version=record.from_version, expected_version=record.expected_version)
-    settings = RunSettings(deadline=started + g.timeout, client_addresses=clients)
-    journal = Journal(gw, app_name, record)
-    with _Signals():
-        runner = Runner(gw, reporter, settings)
+        plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
+        reporter = _reporter(g)
+        reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
+                      from_image=record.from_image, to_image=record.to_image,
+                      from_version=record.from_version, expected_version=record.expected_version)
+        settings = RunSettings(deadline=started + g.timeout, client_addresses=clients)
+        journal = Journal(gw, app_name, record)
+        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":
             outcome = runner.run(plan, journal, start=record.position or 0)
         else:
             outcome = runner.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
-    return _finish(reporter, outcome)
+        return _finish(reporter, outcome)
 
 
 @app.command()
 def promote(ctx: typer.Context, app_name: str = APP,
-            client_addresses: str | None = CLIENTS) -> int:
+            client_addresses: str | None = CLIENTS, force: bool = FORCE,
+            wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
     """Continue a run paused at a promotion gate (from any machine, any time)."""
+    _lock_options(ctx, force, wait_for_lock)
     return _resume(ctx, app_name, "promote", client_addresses)
 
 
 @app.command()
 def abort(ctx: typer.Context, app_name: str = APP,
-          client_addresses: str | None = CLIENTS) -> int:
+          client_addresses: str | None = CLIENTS, force: bool = FORCE,
+          wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
     """Stop the app's unfinished run (paused or interrupted) and roll it back."""
+    _lock_options(ctx, force, wait_for_lock)
     return _resume(ctx, app_name, "abort", client_addresses)
 
 

@@ -348,6 +348,24 @@ class Gateway:
             self.namespace, body, safe=resource_version is not None,
             _content_type="application/merge-patch+json"))
 
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(f"reading lease {name}",
+                                   self.coordination.read_namespaced_lease, name, self.namespace))
+        except NotFound:
+            return None
+
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(f"creating lease {body['metadata']['name']}",
+                               self.coordination.create_namespaced_lease, self.namespace, body))
+
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Conditional on metadata.resourceVersion: 409 when someone else wrote in between."""
+        name = body["metadata"]["name"]
+        return dict(self._call(f"updating lease {name}",
+                               self.coordination.replace_namespaced_lease, name, self.namespace,
+                               body, safe=bool(body["metadata"].get("resourceVersion"))))
+
     # ------------------------------------------------------------------ HTTP
 
     def api_http_client(self, timeout: float = 5.0) -> httpx.Client:

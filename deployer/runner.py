@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from deployer.analysis import TrafficVerifier
-from deployer.errors import Conflict, DeployerError, Interrupted, StepFailed, UnsafeState
+from deployer.errors import (
+    Conflict,
+    DeployerError,
+    Interrupted,
+    LockHeld,
+    StepFailed,
+    UnsafeState,
+)
 from deployer.exitcodes import ExitCode
 from deployer.health.pods import not_ready_reasons
 from deployer.health.rollout import rollout_status
@@ -26,6 +33,8 @@ from deployer.health.verifier import (
     is_ready,
     selector_of,
 )
+from deployer.interrupt import StopFlag
+from deployer.lock import Lock
 from deployer.model import (
     CHANGE_CAUSE_ANNOTATION,
     REVISION_ANNOTATION,
@@ -70,7 +79,10 @@ class RunSettings:
 class Runner:
     def __init__(self, gateway: Gateway, reporter: Reporter, settings: RunSettings, *,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time):
+                 wall: Callable[[], float] = time.time,
+                 lock: Lock | None = None, stop: StopFlag | None = None):
+        self.lock = lock
+        self.stop = stop
         self.gateway = gateway
         self.reporter = reporter
         self.settings = settings
@@ -92,12 +104,15 @@ class Runner:
         try:
             for index in range(start, len(plan.steps)):
                 step = plan.steps[index]
+                self.checkpoint()
                 journal.update(step=step.describe(), phase="running", position=index)
                 if isinstance(step, Gate):
                     return self._pause(plan, journal, step, index)
                 self.execute(step)
         except StepFailed as failure:
             return self._roll_back(plan, journal, failure)
+        except LockHeld:
+            raise  # someone else owns the app now: not one more write
         except Interrupted:
             journal_safe(journal, phase="interrupted")
             return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
@@ -174,7 +189,20 @@ class Runner:
 
     # --------------------------------------------------------------------- steps
 
+    def checkpoint(self) -> None:
+        """A safe point: stop if asked to, and never write without holding the lock."""
+        if self.stop is not None:
+            self.stop.check()
+        if self.lock is not None:
+            self.lock.ensure_held()
+
+    def pause(self, seconds: float) -> None:
+        """Sleep a little, then pass a safe point."""
+        time.sleep(seconds)
+        self.checkpoint()
+
     def execute(self, step: Step) -> None:
+        self.checkpoint()
         record = self.reporter.step_started(step)
         try:
             note = self._dispatch(step)
@@ -344,6 +372,7 @@ class Runner:
                     raise StepFailed(f"{len(pods)} pods of {step.deployment} did not stop")
                 self.reporter.waiting(f"{len(pods)} pods of {step.deployment} still running")
                 feed.wait(self.settings.poll_interval)
+                self.checkpoint()
         self.gateway.delete_deployment(step.deployment)
         return None
 
@@ -407,7 +436,7 @@ class Runner:
                 return f"endpoints are the {len(have)} selected pods"
             self.reporter.waiting(f"service endpoints {len(have)}, selected Ready pods "
                                   f"{len(wanted)}")
-            time.sleep(0.5)
+            self.pause(0.5)
         raise StepFailed(f"service {step.service}'s endpoints did not follow the new selector "
                          "within 60s")
 
@@ -415,7 +444,7 @@ class Runner:
         end = self.clock() + step.seconds
         while (left := end - self.clock()) > 0:
             self.reporter.waiting(f"{step.reason}: {left:.0f}s left")
-            time.sleep(min(left, 5.0))
+            self.pause(min(left, 5.0))
         return None
 
     def _await(self, step: AwaitRollout) -> str | None:
@@ -460,6 +489,7 @@ class Runner:
                     wait = 1.0 if "verified as" in evaluation.message else \
                         self.settings.poll_interval
                     feed.wait(min(wait, remaining))
+                    self.checkpoint()
         finally:
             verifier.close()
         raise self._deadline_failure(step, dep, progress, evaluation, timed_out_overall)

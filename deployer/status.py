@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import AppNotFound
 from deployer.health.rollout import rollout_status
+from deployer.lock import describe_holder, lease_name
 from deployer.record import read_history, read_run
 from deployer.snapshot import current_versions, pick_container, revisions
 
@@ -60,8 +62,10 @@ def collect(gw: Gateway, app: str) -> dict[str, Any]:
                    "clusterIP": svc["spec"].get("clusterIP"),
                    "ports": [f"{p.get('port')}->{p.get('targetPort')}"
                              for p in svc["spec"].get("ports") or []]}
+    lease = gw.get_lease(lease_name(app))
+    lock = describe_holder(lease, time.time()) if lease else None
     return {"app": app, "namespace": gw.namespace, "deployments": deployments,
-            "service": service, "runInProgress": run, "lastRun": last}
+            "service": service, "runInProgress": run, "lastRun": last, "lock": lock}
 
 
 def render(data: dict[str, Any]) -> str:
@@ -92,6 +96,13 @@ def render(data: dict[str, Any]) -> str:
                      f"{run.get('step')!r}, by {run.get('who')} since {run.get('started')}")
     else:
         lines.append("  run in progress: none")
+    lock = data.get("lock")
+    if lock:
+        state = (f"expires in {lock['expiresIn']:.0f}s" if lock["expiresIn"] > 0
+                 else f"expired {-lock['expiresIn']:.0f}s ago (the next run takes it over)")
+        lines.append(f"  lock: held by {lock['holder']} ({lock['command']}), {state}")
+    else:
+        lines.append("  lock: free")
     last = data["lastRun"]
     if last:
         lines.append(f"  last run: {last.get('strategy')} to {last.get('to_image')}: "

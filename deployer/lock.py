@@ -1,0 +1,189 @@
+"""One run per app: a coordination.k8s.io/v1 Lease named ``deployer-<app>``.
+
+The Lease names its holder (run id and who), the command and when it expires; the
+holder renews it while it runs. A second run fails fast naming the holder (exit 4)
+or waits for it. An expired Lease (its holder was killed) is taken over without
+manual surgery; ``--force`` takes over a live one (the on-call engineer). Before
+every write the runner checks that the Lease is still its own, so a run that lost
+it (it was paused past expiry, or someone forced it) stops without writing.
+
+Expiry is judged against this machine's clock from the Lease's renewTime, as
+Kubernetes' own leader election does; clocks far apart shorten or lengthen it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
+
+if TYPE_CHECKING:
+    from deployer.cluster import Gateway
+
+log = structlog.get_logger("deployer.lock")
+LEASE_SECONDS = 30
+
+
+def lease_name(app: str) -> str:
+    return f"deployer-{app}"
+
+
+def _micro(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
+    """Who holds the Lease and for how long, or None when nobody does."""
+    spec = lease.get("spec") or {}
+    holder = spec.get("holderIdentity")
+    if not holder:
+        return None
+    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime")) or 0.0
+    duration = int(spec.get("leaseDurationSeconds") or LEASE_SECONDS)
+    annotations = lease["metadata"].get("annotations") or {}
+    return {"holder": holder, "command": annotations.get("deployer.dev/command"),
+            "since": spec.get("acquireTime"), "expiresIn": round(renewed + duration - now, 1)}
+
+
+class Lock:
+    def __init__(self, gateway: Gateway, app: str, holder: str, command: str, *,
+                 duration: int = LEASE_SECONDS, clock: Any = time.time):
+        self.gateway = gateway
+        self.app = app
+        self.name = lease_name(app)
+        self.holder = holder
+        self.command = command
+        self.duration = duration
+        self.clock = clock
+        self._lease: dict[str, Any] | None = None
+        self._lost: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    # ------------------------------------------------------------------ acquire
+
+    def _body(self, now: float, acquired: str | None = None) -> dict[str, Any]:
+        return {
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": self.name, "labels": {"app": self.app},
+                         "annotations": {"deployer.dev/command": self.command}},
+            "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": self.duration,
+                     "acquireTime": acquired or _micro(now), "renewTime": _micro(now)},
+        }
+
+    def acquire(self, *, force: bool = False, wait: float = 0.0) -> str | None:
+        """Take the Lease; returns a note when it took over an expired or forced one."""
+        deadline = self.clock() + wait
+        while True:
+            acquired, note = self._try(force)
+            if acquired:
+                self._start_renewing()
+                return note or None
+            holder = describe_holder(self._lease or {}, self.clock()) or {}
+            if self.clock() >= deadline:
+                raise LockHeld(
+                    f"{self.app} is locked by {holder.get('holder')} "
+                    f"({holder.get('command') or 'unknown command'}, since "
+                    f"{holder.get('since')}); the lock expires in "
+                    f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed",
+                    hint="wait for it (--wait-for-lock 5m), or take it over with --force if "
+                         "that run is dead or must be stopped")
+            time.sleep(min(2.0, max(0.1, deadline - self.clock())))
+
+    def _try(self, force: bool) -> tuple[bool, str]:
+        now = self.clock()
+        lease = self.gateway.get_lease(self.name)
+        if lease is None:
+            try:
+                self._lease = self.gateway.create_lease(self._body(now))
+                return True, ""
+            except Conflict:
+                return False, ""  # someone created it first; look again next round
+        self._lease = lease
+        current = describe_holder(lease, now)
+        if current is not None and current["holder"] != self.holder:
+            expired = current["expiresIn"] <= 0
+            if not (expired or force):
+                return False, ""
+            note = (f"took over the lock from {current['holder']} "
+                    f"({'expired' if expired else 'forced'})")
+        else:
+            note = ""
+        body = self._body(now)
+        body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
+        try:
+            self._lease = self.gateway.replace_lease(body)
+        except Conflict:
+            return False, ""
+        return True, note
+
+    # ------------------------------------------------------------------- renew
+
+    def _start_renewing(self) -> None:
+        self._thread = threading.Thread(target=self._renew_loop, daemon=True, name="lease")
+        self._thread.start()
+
+    def _renew_loop(self) -> None:
+        while not self._stop.wait(self.duration / 3):
+            try:
+                self.renew()
+            except DeployerError as exc:
+                log.warning("could not renew the lock", error=exc.message)
+
+    def renew(self) -> None:
+        with self._mutex:
+            if self._lost or self._lease is None:
+                return
+            lease = self.gateway.get_lease(self.name)
+            holder = (lease or {}).get("spec", {}).get("holderIdentity")
+            if lease is None or holder != self.holder:
+                self._lost = f"the lock is now held by {holder or 'nobody'}"
+                return
+            spec = dict(lease["spec"], renewTime=_micro(self.clock()))
+            try:
+                self._lease = self.gateway.replace_lease({**lease, "spec": spec})
+            except Conflict:
+                self._lost = "the lock changed hands while renewing"
+
+    def ensure_held(self) -> None:
+        """Called before every write: a run that lost its lock must not write again."""
+        if self._lost is None and self._lease is not None:
+            spec = self._lease.get("spec") or {}
+            renewed = _parse(spec.get("renewTime")) or 0.0
+            if self.clock() > renewed + self.duration:
+                self.renew()  # we were stopped or starved past expiry: look before writing
+        if self._lost:
+            raise LockHeld(f"stopped before writing: {self._lost}", id="lock-lost")
+
+    # ----------------------------------------------------------------- release
+
+    def release(self) -> None:
+        self._stop.set()
+        with self._mutex:
+            if self._lost or self._lease is None:
+                return
+            try:
+                lease = self.gateway.get_lease(self.name)
+                if lease and lease["spec"].get("holderIdentity") == self.holder:
+                    spec = dict(lease["spec"], holderIdentity="", renewTime=_micro(self.clock()))
+                    self.gateway.replace_lease({**lease, "spec": spec})
+            except (Conflict, NotFound):
+                pass
+            except DeployerError as exc:  # it will expire by itself
+                log.warning("could not release the lock", error=exc.message)
+            self._lease = None
