@@ -1,0 +1,104 @@
+"""Fixtures for end-to-end tests on the lab cluster.
+
+Run them inside the lab: `make test-e2e`, or `lab/run python3 -m pytest tests/e2e`.
+Outside it (no KUBECONFIG, or the API server does not answer) every e2e test fails with
+"run through lab/run (make test-e2e)" rather than being skipped.
+
+Fixtures:
+  kube            (session)  Kube(api_client, core, apps) for the lab, checked to answer
+  namespace       (function) a fresh namespace `e2e-<test>-<hex4>`, deleted afterwards
+                             (kept when DEPLOYER_E2E_KEEP_NAMESPACES=1)
+  deploy_hello    (function) deploy_hello(namespace, image="hello:v1", replicas=3,
+                             name="hello", labels=None, wait=True) -> V1Deployment
+  version_via_service        the function of the same name in tests/e2e/lab.py
+
+Plain helpers (wait_for, version_via_pod_proxy, version_via_pod_ip, CLIENT_ADDRESSES,
+live_pods, pod_ready, waiting_reasons, ...) are in tests/e2e/lab.py.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `tests.e2e.*` must be importable however pytest was started (pytest, python -m pytest).
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from tests.e2e import lab  # noqa: E402
+from tests.e2e.lab import (  # noqa: E402,F401 - re-exported for tests
+    CLIENT_ADDRESSES,
+    Kube,
+    LabUnavailable,
+    version_via_pod_ip,
+    version_via_pod_proxy,
+    wait_for,
+)
+
+_E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/e2e is an e2e test, marked or not."""
+    for item in items:
+        if _E2E_DIR in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def kube() -> Kube:
+    try:
+        return lab.default_kube()
+    except LabUnavailable as e:
+        reason = str(e)
+    pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _lab_required(request: pytest.FixtureRequest) -> None:
+    """An e2e test fails (not skips) when the lab is out of reach, even without fixtures."""
+    if request.node.get_closest_marker("e2e") is not None:
+        request.getfixturevalue("kube")
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    name = lab.create_namespace(kube, lab.namespace_name(request.node.name))
+    yield name
+    if os.environ.get("DEPLOYER_E2E_KEEP_NAMESPACES") != "1":
+        lab.delete_namespace(kube, name)
+
+
+@pytest.fixture
+def deploy_hello(kube: Kube) -> Callable[..., Any]:
+    """deploy_hello(namespace, image="hello:v1", replicas=3, name="hello", labels=None,
+    wait=True, timeout=120, service=True) -> V1Deployment (see lab.deploy_hello)."""
+
+    def deploy(
+        namespace: str,
+        image: str = "hello:v1",
+        replicas: int = 3,
+        name: str = "hello",
+        labels: dict[str, str] | None = None,
+        wait: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        return lab.deploy_hello(kube, namespace, image, replicas, name, labels, wait, **kwargs)
+
+    return deploy
+
+
+@pytest.fixture
+def version_via_service(kube: Kube) -> Callable[..., str]:
+    """version_via_service(namespace, service, client_ip, path="/version") -> str."""
+
+    def get(namespace: str, service: str, client_ip: str, path: str = "/version") -> str:
+        return lab.version_via_service(namespace, service, client_ip, path, kube=kube)
+
+    return get
