@@ -161,6 +161,9 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     force, wait = ctx.meta.get("force", False), ctx.meta.get("wait_for_lock", 0.0)
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
+    from deployer import preflight
+
+    preflight.check(gw)  # before the Lease, which is the first write
     with StopFlag() as stop:
         note = lock.acquire(force=force, wait=wait)
         try:
@@ -211,9 +214,10 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     options["clients"] = len(clients)
     started = time.monotonic()
 
+    from deployer import preflight
     from deployer import strategy as strategies
     from deployer.health.verifier import VerifyOptions
-    from deployer.model import Outcome, Target, Verdict
+    from deployer.model import Outcome, Plan, Target, Verdict
     from deployer.record import Journal, RunRecord, read_run, who_am_i
     from deployer.runner import Runner, RunSettings
     from deployer.snapshot import read_app
@@ -244,17 +248,35 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
                                              "dry run: nothing was changed"))
         in_progress = read_run(state.deployment)
-        if in_progress is not None and in_progress.phase in ("paused", "running", "rolling-back",
-                                                             "interrupted", "error"):
-            raise InvalidInput(
-                f"{app_name} has an unfinished {in_progress.strategy} run ({in_progress.phase}, "
-                f"started {in_progress.started} by {in_progress.who})", id="run-in-progress",
-                hint=f"finish it first: deployer promote --app {app_name}, deployer abort --app "
-                     f"{app_name} or deployer rollback --app {app_name}")
+        if in_progress is not None and in_progress.plan is not None:
+            same = (in_progress.strategy == strategy_name
+                    and in_progress.to_image == str(target_image))
+            if not same or in_progress.phase in ("paused", "rolling-back", "failed"):
+                raise InvalidInput(
+                    f"{app_name} has an unfinished {in_progress.strategy} run to "
+                    f"{in_progress.to_image} ({in_progress.phase}, started "
+                    f"{in_progress.started} by {in_progress.who})", id="run-in-progress",
+                    hint=f"finish it first: deployer promote --app {app_name}, deployer abort "
+                         f"--app {app_name} or deployer rollback --app {app_name}")
+            # The same command again (a CI job re-run after a timeout or a kill): continue
+            # the recorded plan where it stopped. Steps are idempotent, so the step in
+            # progress is simply done again, and no extra revision is created.
+            preflight.check(gw, None)
+            resumed = Plan.from_json(state.app, in_progress.plan)
+            reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
+                          f"{(in_progress.position or 0) + 1}: {in_progress.step}")
+            settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
+                                   verify=VerifyOptions(samples=samples),
+                                   client_addresses=clients)
+            runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+            outcome = runner.run(resumed, Journal(gw, state.deployment_name, in_progress),
+                                 start=in_progress.position or 0)
+            return _finish(reporter, outcome)
         if plugin.is_current(state, target):
             return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
                                              f"{app_name} already runs {target_image}; "
                                              "nothing to do", verified_version=state.version))
+        preflight.check(gw, plan)
         current = next((r for r in state.revisions if r.number == state.revision), None)
         template_hash = None
         if current is not None:
@@ -378,6 +400,7 @@ def rollback(
         if progress_deadline else None
     started = time.monotonic()
 
+    from deployer import preflight
     from deployer import rollback as rb
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
@@ -398,6 +421,7 @@ def rollback(
         if revision is None and in_progress is not None and in_progress.plan is not None:
             # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
             plan = Plan.from_json(state.app, in_progress.plan)
+            preflight.check(gw, plan)
             reporter.fact(to_image=in_progress.from_image)
             outcome = runner.abort(plan, Journal(gw, state.deployment_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
@@ -410,6 +434,7 @@ def rollback(
             plan = Plan(last.strategy, state.app, (), undo,
                         summary=f"undo {last.strategy} release {last.from_image} -> "
                                 f"{last.to_image}")
+            preflight.check(gw, plan)
             reporter.fact(to_image=last.from_image)
             record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
                                state.revision, None, who=who,
@@ -570,6 +595,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     clients = _client_addresses(client_addresses)
     started = time.monotonic()
 
+    from deployer import preflight
     from deployer.model import Plan
     from deployer.record import Journal, read_run
     from deployer.runner import Runner, RunSettings
@@ -592,6 +618,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         from deployer.model import AppRef
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
+        preflight.check(gw, plan)
         reporter = _reporter(g)
         reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                       from_image=record.from_image, to_image=record.to_image,

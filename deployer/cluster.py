@@ -366,6 +366,17 @@ class Gateway:
                                self.coordination.replace_namespaced_lease, name, self.namespace,
                                body, safe=bool(body["metadata"].get("resourceVersion"))))
 
+    def can_i(self, verb: str, group: str, resource: str, subresource: str = "") -> bool:
+        """SelfSubjectAccessReview: may the current identity do this in the namespace?"""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": self.namespace, "verb": verb,
+                                                "group": group, "resource": resource,
+                                                "subresource": subresource}}}
+        # Creating a review changes nothing, so replaying it is safe.
+        out = self._call(f"asking whether we may {verb} {resource}",
+                         self.authorization.create_self_subject_access_review, body)
+        return bool((out.get("status") or {}).get("allowed"))
+
     # ------------------------------------------------------------------ HTTP
 
     def api_http_client(self, timeout: float = 5.0) -> httpx.Client:

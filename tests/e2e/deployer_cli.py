@@ -41,3 +41,23 @@ def deployer(namespace: str, *args: str, timeout: float = 300,
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
+class Background:
+    """A deployer run in the background, to interrupt, kill or race against."""
+
+    def __init__(self, namespace: str, *args: str, env: dict[str, str] | None = None):
+        cmd = [*deployer_command(), "-n", namespace, *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, **(env or {})})
+        self.started = time.monotonic()
+
+    def wait(self, timeout: float = 300) -> CliResult:
+        out, err = self.proc.communicate(timeout=timeout)
+        return CliResult(self.proc.returncode, out, err, time.monotonic() - self.started)
+
+    def kill(self) -> CliResult:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return self.wait(30)

@@ -1,0 +1,245 @@
+"""Interruption, one run per app, and recovery, on the lab cluster.
+
+Given hello v1 is stable, when a run is interrupted (SIGINT/SIGTERM), killed (SIGKILL) at
+any step, or raced by a second run, then the stable version keeps answering, `status`
+says what happened, `rollback` restores v1 and a second rollback is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.e2e.app_checks import deployment_image, resource_versions, versions_by_pod
+from tests.e2e.deployer_cli import Background, deployer
+from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+
+CLIENTS = f"{CLIENT_ADDRESSES[0]}-{CLIENT_ADDRESSES[-1]}"
+
+
+def run_record(kube, namespace) -> dict | None:
+    dep = kube.apps.read_namespaced_deployment("hello", namespace)
+    raw = (dep.metadata.annotations or {}).get("deployer.dev/run")
+    return json.loads(raw) if raw else None
+
+
+def at_step(kube, namespace, position: int) -> bool:
+    record = run_record(kube, namespace)
+    return bool(record and (record.get("position") or 0) >= position)
+
+
+class Traffic:
+    """A background client of the Service that counts answers and failed requests."""
+
+    def __init__(self, kube, namespace):
+        self.kube, self.namespace = kube, namespace
+        self.answers: dict[str, int] = {}
+        self.failed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        deadline = time.monotonic() + 400
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            ip = CLIENT_ADDRESSES[i % len(CLIENT_ADDRESSES)]
+            i += 1
+            try:
+                v = version_via_service(self.namespace, "hello", ip, kube=self.kube, timeout=2)
+                self.answers[v] = self.answers.get(v, 0) + 1
+            except Exception:  # noqa: BLE001 - failures are what is counted
+                self.failed += 1
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(10)
+        print(f"background client: answers {self.answers}, failed requests {self.failed}")
+
+
+def test_two_deploys_of_one_app_the_second_fails_fast_naming_the_holder(namespace,
+                                                                        deploy_hello, kube):
+    deploy_hello(namespace)
+    first = Background(namespace, "rolling", "--app", "hello", "--image", "v3",
+                       "--progress-deadline", "40s")
+    try:
+        wait_for(lambda: run_record(kube, namespace) is not None, 30, 0.3, "the first run")
+
+        second = deployer(namespace, "rolling", "--app", "hello", "--image", "v2")
+
+        assert second.code == 4, second
+        assert "is locked by" in second.stderr and "rolling --app hello --image v3" in \
+            second.stderr
+        assert second.seconds < 15
+    finally:
+        result = first.wait(180)
+    assert result.code == 1, result  # v3 never becomes Ready: rejected and rolled back
+    assert deployment_image(kube, namespace) == "hello:v1"
+
+
+def test_wait_for_lock_waits_for_the_holder_then_runs(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    first = Background(namespace, "rolling", "--app", "hello", "--image", "v2")
+    wait_for(lambda: run_record(kube, namespace) is not None, 30, 0.3, "the first run")
+
+    second = deployer(namespace, "-o", "json", "recreate", "--app", "hello", "--image", "v5",
+                      "--expect-version", "1.0.0", "--wait-for-lock", "2m")
+
+    assert first.wait(60).code == 0
+    assert second.code == 0, second
+    assert deployment_image(kube, namespace) == "hello:v5"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_at_a_safe_point_records_it_and_releases_the_lock(namespace,
+                                                                         deploy_hello, kube,
+                                                                         sig):
+    deploy_hello(namespace)
+    run = Background(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v3",
+                     "--progress-deadline", "60s")
+    wait_for(lambda: at_step(kube, namespace, 1), 30, 0.3, "the wait step")
+
+    run.proc.send_signal(sig)
+    result = run.wait(30)
+
+    assert result.code == 130, result
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "interrupted"
+    assert "deployer rollback --app hello" in report["next"]
+    assert run_record(kube, namespace)["phase"] == "interrupted"
+    status = deployer(namespace, "-o", "json", "status", "--app", "hello").report
+    assert status["runInProgress"]["phase"] == "interrupted"
+    assert status["lock"] is None, "the lock is released"
+
+    rollback = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+
+    assert rollback.code == 0, rollback
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    again = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+    assert again.code == 0 and again.report["verdict"] == "no-op", again
+
+
+def test_a_killed_runs_lock_expires_and_is_taken_over_without_surgery(namespace, deploy_hello,
+                                                                     kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "rolling", "--app", "hello", "--image", "v3",
+                     "--progress-deadline", "60s")
+    wait_for(lambda: at_step(kube, namespace, 1), 30, 0.3, "the wait step")
+    run.kill()
+
+    blocked = deployer(namespace, "-o", "json", "status", "--app", "hello")
+    assert blocked.report["lock"] is not None and blocked.report["lock"]["expiresIn"] > 0
+    assert blocked.report["runInProgress"]["phase"] == "running"
+
+    result = deployer(namespace, "-o", "json", "rollback", "--app", "hello",
+                      "--wait-for-lock", "60s")
+
+    assert result.code == 0, result
+    assert any("took over the lock" in n and "expired" in n for n in result.report["notes"])
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+
+
+def test_rerunning_a_killed_deploy_resumes_without_an_extra_revision(namespace, deploy_hello,
+                                                                    kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "rolling", "--app", "hello", "--image", "v2")
+    wait_for(lambda: at_step(kube, namespace, 1), 30, 0.3, "the wait step")
+    run.kill()
+    revisions_before = {rs.metadata.annotations["deployment.kubernetes.io/revision"]
+                        for rs in kube.apps.list_namespaced_replica_set(namespace).items}
+
+    result = deployer(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v2",
+                      "--force")
+
+    assert result.code == 0, result
+    assert any("resuming run" in n for n in result.report["notes"])
+    revisions_after = {rs.metadata.annotations["deployment.kubernetes.io/revision"]
+                       for rs in kube.apps.list_namespaced_replica_set(namespace).items}
+    assert revisions_after == revisions_before
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+
+
+def test_force_rollback_during_a_deploy_stops_that_deploy_before_its_next_write(namespace,
+                                                                               deploy_hello,
+                                                                               kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--steps",
+                     "25,50,100", "--interval", "20s", "--client-addresses", CLIENTS)
+    wait_for(lambda: at_step(kube, namespace, 2), 60, 0.3, "the first analysis")
+
+    rollback = deployer(namespace, "-o", "json", "rollback", "--app", "hello", "--force")
+    deploy = run.wait(120)
+
+    assert rollback.code == 0, rollback
+    assert deploy.code == 4, deploy
+    assert "stopped before writing" in deploy.stderr
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    names = [d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items]
+    assert names == ["hello"]
+
+
+CANARY_STEPS = 10  # 2 x (apply, await, verify) + update, await, scale, delete
+BLUE_GREEN_STEPS = 6  # narrow selector, apply green, await, switch, verify, scale old
+
+
+@pytest.mark.parametrize("position", range(CANARY_STEPS))
+def test_sigkill_at_each_canary_step_then_rollback_restores_v1(namespace, deploy_hello, kube,
+                                                               position):
+    deploy_hello(namespace)
+    with Traffic(kube, namespace) as traffic:
+        run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--steps",
+                         "25,50,100", "--client-addresses", CLIENTS)
+        wait_for(lambda: at_step(kube, namespace, position) or run.proc.poll() is not None,
+                 120, 0.1, f"step {position + 1}")
+        run.kill()
+
+        result = deployer(namespace, "-o", "json", "rollback", "--app", "hello", "--force")
+
+        assert result.code == 0, result
+        assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+        names = [d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items]
+        assert names == ["hello"], "the canary is gone"
+    assert traffic.failed == 0, f"{traffic.failed} requests failed during kill + rollback"
+    assert traffic.answers.get("1.0.0", 0) > 0
+    again = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+    assert again.code == 0 and again.report["verdict"] == "no-op", again
+
+
+@pytest.mark.parametrize("position", range(BLUE_GREEN_STEPS))
+def test_sigkill_at_each_blue_green_step_then_rollback_restores_blue(namespace, deploy_hello,
+                                                                     kube, position):
+    deploy_hello(namespace)
+    with Traffic(kube, namespace) as traffic:
+        run = Background(namespace, "blue-green", "--app", "hello", "--image", "v2",
+                         "--keep-old", "0s", "--client-addresses", CLIENTS)
+        wait_for(lambda: at_step(kube, namespace, position) or run.proc.poll() is not None,
+                 120, 0.1, f"step {position + 1}")
+        run.kill()
+
+        result = deployer(namespace, "-o", "json", "rollback", "--app", "hello", "--force")
+
+        assert result.code == 0, result
+        svc = kube.core.read_namespaced_service("hello", namespace)
+        assert svc.spec.selector == {"app": "hello", "track": "stable"}
+        assert {version_via_service(namespace, "hello", ip, kube=kube)
+                for ip in CLIENT_ADDRESSES} == {"1.0.0"}
+    assert traffic.failed == 0, f"{traffic.failed} requests failed during kill + rollback"
+
+
+def test_rollback_with_nothing_recorded_and_one_revision_changes_nothing(namespace,
+                                                                         deploy_hello, kube):
+    deploy_hello(namespace)
+    before = resource_versions(kube, namespace)
+    result = deployer(namespace, "rollback", "--app", "hello")
+    assert result.code == 2, result
+    assert resource_versions(kube, namespace) == before
