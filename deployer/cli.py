@@ -61,6 +61,8 @@ class Globals:
     namespace: str | None = None
     output: str = "text"
     timeout: float = 600.0
+    request_timeout: float = 30.0
+    allow_system_namespace: bool = False
     verbose: bool = False
     log_format: str = "console"
 
@@ -85,6 +87,12 @@ def global_options(
                                                               "on stdout)."),
     timeout: str = typer.Option("10m", "--timeout", help="Deadline for the whole run, e.g. "
                                                          "90s, 10m."),
+    request_timeout: str = typer.Option("30s", "--request-timeout",
+                                        help="Deadline for one API request (the client's "
+                                             "default is none)."),
+    allow_system_namespace: bool = typer.Option(False, "--allow-system-namespace",
+                                                help="Allow kube-system, kube-public and "
+                                                     "kube-node-lease."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logs on stderr."),
     log_format: str = typer.Option("console", "--log-format", help="console or json."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
@@ -99,7 +107,9 @@ def global_options(
     if namespace is not None:
         validate_namespace(namespace)
     ctx.obj = Globals(kubeconfig, context, namespace, output,
-                      parse_duration(timeout, "--timeout"), verbose, log_format)
+                      parse_duration(timeout, "--timeout"),
+                      parse_duration(request_timeout, "--request-timeout"),
+                      allow_system_namespace, verbose, log_format)
     _configure_logging(ctx.obj)
 
 
@@ -124,10 +134,29 @@ def _globals(ctx: typer.Context) -> Globals:
     return ctx.obj if isinstance(ctx.obj, Globals) else Globals()
 
 
+SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
+
+
 def _connect(g: Globals) -> Gateway:
+    """The gateway for the chosen context and namespace, after the checks that need no API
+    call: a context outside $DEPLOYER_ALLOWED_CONTEXTS or a system namespace is refused."""
+    import os
+
     from deployer.cluster import Gateway
 
-    return Gateway(kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace)
+    gw = Gateway(kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,
+                 request_timeout=g.request_timeout)
+    allowed = [c.strip() for c in os.environ.get("DEPLOYER_ALLOWED_CONTEXTS", "").split(",")
+               if c.strip()]
+    if allowed and gw.context not in allowed:
+        raise InvalidInput(f"context {gw.context!r} is not in DEPLOYER_ALLOWED_CONTEXTS "
+                           f"({', '.join(allowed)})", id="context-not-allowed",
+                           hint="pass --context with one of them")
+    if gw.namespace in SYSTEM_NAMESPACES and not g.allow_system_namespace:
+        raise InvalidInput(f"namespace {gw.namespace!r} belongs to the cluster itself; deployer "
+                           "will not change it", id="system-namespace",
+                           hint="pass --allow-system-namespace if you really mean it")
+    return gw
 
 
 def _reporter(g: Globals) -> Reporter:
@@ -227,6 +256,11 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     gw = _connect(g)
     with _exclusive(ctx, gw, app_name, enabled=not dry_run) as guard:
         state = read_app(gw, app_name, container)
+        if state.deployment["spec"].get("paused"):
+            raise InvalidInput(f"deployment {app_name} is paused: Kubernetes would not roll "
+                               "it out", id="paused",
+                               hint=f"resume it first: kubectl rollout resume deployment/"
+                                    f"{app_name}")
         target_image = resolve_image(image, state.image)
         expected = expect_version or expected_version_from_tag(target_image.tag)
         if expected is None and not no_version_check:

@@ -123,14 +123,25 @@ def _message_of(exc: BaseException) -> str:
     return str(reason or exc)
 
 
+def _is_tls_error(exc: BaseException) -> bool:
+    import ssl
+
+    import urllib3.exceptions as u3
+
+    reason = getattr(exc, "reason", None)
+    return isinstance(exc, u3.SSLError | ssl.SSLError) or isinstance(
+        reason, u3.SSLError | ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
 def _is_connection_error(exc: BaseException) -> bool:
+    """Worth retrying: the connection failed or timed out. A TLS failure never is."""
     import urllib3.exceptions as u3
 
     return isinstance(
         exc,
         (u3.MaxRetryError, u3.ProtocolError, u3.TimeoutError, u3.NewConnectionError,
          ConnectionError, TimeoutError),
-    ) and not isinstance(exc, u3.SSLError)
+    ) and not _is_tls_error(exc)
 
 
 def translate(exc: BaseException, what: str) -> DeployerError:
@@ -147,10 +158,11 @@ def translate(exc: BaseException, what: str) -> DeployerError:
         return ApiRejected(message)
     if status is not None:
         return ClusterUnreachable(message)
-    import urllib3.exceptions as u3
-
-    if isinstance(exc, u3.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return NotAuthorised(f"{what}: TLS verification failed: {exc}", id="tls-error")
+    if _is_tls_error(exc):
+        return NotAuthorised(f"{what}: TLS verification of the API server failed: {exc}",
+                             id="tls-error",
+                             hint="check the kubeconfig's certificate-authority; deployer never "
+                                  "skips verification")
     return ClusterUnreachable(f"{what}: {exc}")
 
 
@@ -164,6 +176,7 @@ class Gateway:
         context: str | None = None,
         namespace: str | None = None,
         budget: RetryBudget | None = None,
+        request_timeout: float = REQUEST_TIMEOUT[1],
     ):
         from kubernetes import client, config
 
@@ -196,13 +209,14 @@ class Gateway:
         self.coordination = client.CoordinationV1Api(self.api_client)
         self.authorization = client.AuthorizationV1Api(self.api_client)
         self.budget = budget or RetryBudget()
+        self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
 
     # ----------------------------------------------------------------- plumbing
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, safe: bool = True,
               **kwargs: Any) -> Any:
         """Call the client, decode JSON, retry if ``safe``, translate errors."""
-        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        kwargs.setdefault("_request_timeout", self.request_timeout)
         kwargs["_preload_content"] = False
 
         def once() -> Any:
@@ -294,7 +308,8 @@ class Gateway:
         try:
             response = self.core.read_namespaced_pod_log(
                 pod, self.namespace, container=container, tail_lines=tail_lines,
-                previous=previous, _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                previous=previous, _preload_content=False,
+                _request_timeout=self.request_timeout)
         except Exception:  # noqa: BLE001 - logs are a courtesy in a report, never a failure
             return []
         text = response.data.decode("utf-8", "replace")  # type: ignore[attr-defined]

@@ -388,6 +388,7 @@ class Verdict(StrEnum):
     INTERRUPTED = "interrupted"
     PLANNED = "planned"
     PAUSED = "paused"
+    UNKNOWN = "outcome-unknown"
 
 
 @dataclass

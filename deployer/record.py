@@ -15,6 +15,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -110,9 +111,12 @@ class Journal:
         self.gateway = gateway
         self.deployment = deployment
         self.record = record
+        # Called before every write; the runner makes it check that it still holds the lock.
+        self.before_write: Callable[[], None] = lambda: None
 
     def update(self, **changes: Any) -> None:
         self.record = self.record.with_(**changes)
+        self.before_write()
         # Setting one annotation to a fixed value is idempotent: safe to replay.
         self.gateway.patch_deployment(
             self.deployment,
@@ -121,6 +125,7 @@ class Journal:
 
     def finish(self, **changes: Any) -> RunRecord:
         self.record = self.record.with_(finished=iso(time.time()), **changes)
+        self.before_write()
         for _ in range(5):  # read-modify-write of the history: conditional, re-read on 409
             dep = self.gateway.get_deployment(self.deployment)
             if dep is None:

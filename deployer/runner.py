@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.analysis import TrafficVerifier
 from deployer.errors import (
+    ApiRejected,
+    ClusterUnreachable,
     Conflict,
     DeployerError,
     Interrupted,
@@ -97,6 +99,7 @@ class Runner:
     def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
+        journal.before_write = self._check_lock
         for note in plan.notes:
             self.reporter.note(note)
         if journal.record.plan is None:
@@ -119,6 +122,15 @@ class Runner:
                            f"interrupted during: {journal.record.step}; nothing was rolled back",
                            next_command=f"deployer rollback --app {plan.app.name} "
                                         f"-n {plan.app.namespace}")
+        except ClusterUnreachable as exc:
+            # Nothing destructive without the API: the run stays recorded at its step.
+            journal_safe(journal, phase="error", message=exc.message)
+            app = f"--app {plan.app.name} -n {plan.app.namespace}"
+            return Outcome(Verdict.UNKNOWN, ExitCode.UNREACHABLE,
+                           f"the API server stopped answering during '{journal.record.step}': "
+                           f"{exc.message}; the outcome is unknown and nothing was rolled back",
+                           next_command=f"deployer status {app}; then re-run the same command "
+                                        f"to continue, or deployer rollback {app}")
         except DeployerError as exc:
             journal_safe(journal, phase="error", message=exc.message)
             raise
@@ -140,10 +152,13 @@ class Runner:
     def abort(self, plan: Plan, journal: Journal, why: str) -> Outcome:
         """Run only the rollback steps (``deployer abort``, or rollback of an unfinished run)."""
         self.reporter.heading(f"Aborting: {why}")
+        journal.before_write = self._check_lock
         try:
             for step in plan.rollback:
                 journal.update(step=step.describe(), phase="rolling-back")
                 self.execute(step)
+        except LockHeld:
+            raise
         except (StepFailed, DeployerError) as exc:
             message = getattr(exc, "message", str(exc))
             journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
@@ -161,6 +176,7 @@ class Runner:
             self.reporter.measured(failure.evaluation.measurements)
         self.reporter.heading(f"Release rejected: {failure.message}")
         self.reporter.heading("Rolling back")
+        self._check_lock()  # a run that lost its lock leaves the app to the new holder
         journal_safe(journal, phase="rolling-back", message=failure.message)
         self.verified_version = None
         try:
@@ -169,6 +185,8 @@ class Runner:
             for step in plan.rollback:
                 journal.update(step=step.describe())
                 self.execute(step)
+        except LockHeld:
+            raise
         except (StepFailed, DeployerError) as exc:
             message = getattr(exc, "message", str(exc))
             journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
@@ -188,6 +206,10 @@ class Runner:
                        verified_version=self.verified_version, downtime_seconds=self.downtime)
 
     # --------------------------------------------------------------------- steps
+
+    def _check_lock(self) -> None:
+        if self.lock is not None:
+            self.lock.ensure_held()
 
     def checkpoint(self) -> None:
         """A safe point: stop if asked to, and never write without holding the lock."""
@@ -209,6 +231,11 @@ class Runner:
         except StepFailed as exc:
             self.reporter.step_finished(record, "failed", exc.message)
             raise
+        except ApiRejected as exc:
+            # A refused write (admission webhook, validation) applied nothing: the release
+            # is rejected like any other failure, without a retry.
+            self.reporter.step_finished(record, "failed", exc.message)
+            raise StepFailed(f"the API server refused the change: {exc.message}") from exc
         except DeployerError as exc:
             self.reporter.step_finished(record, "error", exc.message)
             raise
@@ -374,6 +401,11 @@ class Runner:
                 feed.wait(self.settings.poll_interval)
                 self.checkpoint()
         self.gateway.delete_deployment(step.deployment)
+        while self.gateway.get_deployment(step.deployment) is not None:  # foreground deletion
+            if self.clock() > deadline:
+                raise StepFailed(f"deployment {step.deployment} was not deleted")
+            self.reporter.waiting(f"deployment {step.deployment} is being deleted")
+            self.pause(0.5)
         return None
 
     def _service(self, name: str) -> dict[str, Any]:
