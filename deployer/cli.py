@@ -325,8 +325,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                                                     http_mode="off" if no_version_check
                                                     else options.get("http_mode", "proxy")),
                                client_addresses=clients)
-        if guard.note:
-            reporter.note(guard.note)
         runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = runner.run(plan, journal)
         return _finish(reporter, outcome)

@@ -71,6 +71,7 @@ class Lock:
         self.clock = clock
         self._lease: dict[str, Any] | None = None
         self._lost: str | None = None
+        self.note: str | None = None  # how the lock was taken, when that is news
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()
@@ -93,7 +94,8 @@ class Lock:
             acquired, note = self._try(force)
             if acquired:
                 self._start_renewing()
-                return note or None
+                self.note = note or None
+                return self.note
             holder = describe_holder(self._lease or {}, self.clock()) or {}
             if self.clock() >= deadline:
                 raise LockHeld(

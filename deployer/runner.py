@@ -99,6 +99,7 @@ class Runner:
     def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
+        self._lock_note()
         journal.before_write = self._check_lock
         for note in plan.notes:
             self.reporter.note(note)
@@ -152,6 +153,7 @@ class Runner:
     def abort(self, plan: Plan, journal: Journal, why: str) -> Outcome:
         """Run only the rollback steps (``deployer abort``, or rollback of an unfinished run)."""
         self.reporter.heading(f"Aborting: {why}")
+        self._lock_note()
         journal.before_write = self._check_lock
         try:
             for step in plan.rollback:
@@ -206,6 +208,10 @@ class Runner:
                        verified_version=self.verified_version, downtime_seconds=self.downtime)
 
     # --------------------------------------------------------------------- steps
+
+    def _lock_note(self) -> None:
+        if self.lock is not None and self.lock.note:
+            self.reporter.note(self.lock.note)
 
     def _check_lock(self) -> None:
         if self.lock is not None:
@@ -430,14 +436,7 @@ class Runner:
 
     def _service_selector(self, step: SetServiceSelector) -> str | None:
         if step.require_ready:
-            dep = self._read(step.require_ready)
-            status = dep.get("status") or {}
-            desired = dep["spec"].get("replicas", 1)
-            if not desired or status.get("availableReplicas", 0) < desired or \
-                    rollout_status(dep).phase is not Phase.SUCCESSFUL:
-                raise StepFailed(f"refusing to switch service {step.service}: "
-                                 f"{step.require_ready} has {status.get('availableReplicas', 0)}"
-                                 f" of {desired} pods available")
+            self._await_ready_to_switch(step)
         for _ in range(CONFLICT_RETRIES):
             svc = self._service(step.service)
             current = svc["spec"].get("selector") or {}
@@ -452,6 +451,28 @@ class Runner:
                 continue
             return self._await_endpoints(step)
         raise UnsafeState(f"service {step.service} kept changing", id="conflict")
+
+    def _await_ready_to_switch(self, step: SetServiceSelector) -> None:
+        """Never switch to a side that is not fully rolled out and available.
+
+        Our own journal writes bump the Deployment's generation, so give the controller a
+        moment to observe it; a side that is really not ready fails after the wait.
+        """
+        name = str(step.require_ready)
+        deadline = self.clock() + 30
+        while True:
+            dep = self._read(name)
+            status = dep.get("status") or {}
+            desired = dep["spec"].get("replicas", 1)
+            available = status.get("availableReplicas", 0)
+            if desired and available >= desired and \
+                    rollout_status(dep).phase is Phase.SUCCESSFUL:
+                return
+            if self.clock() > deadline:
+                raise StepFailed(f"refusing to switch service {step.service}: {name} has "
+                                 f"{available} of {desired} pods available and rolled out")
+            self.reporter.waiting(f"{name}: {available} of {desired} pods available")
+            self.pause(0.5)
 
     def _await_endpoints(self, step: SetServiceSelector) -> str | None:
         """Wait until the Service's endpoints are exactly the selected, Ready pods."""
