@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import StepFailed
+from deployer.errors import ClusterUnreachable, StepFailed
 from deployer.health.http import sample_version
 from deployer.health.pods import PodFailureCheck
 from deployer.health.traffic import (
@@ -24,6 +24,7 @@ from deployer.health.traffic import (
 )
 from deployer.health.verifier import container_port, is_ready, selector_of
 from deployer.model import Measurement, Phase, VerifyTraffic
+from deployer.outage import Outage
 
 if TYPE_CHECKING:
     from deployer.runner import Runner
@@ -56,6 +57,10 @@ class TrafficVerifier:
                 s = sample_version(client, gw.pod_proxy_path(name, port or 8080, "/version"),
                                    name)
                 answers[name] = s.version or f"error: {s.error}"
+        if answers and all(v.startswith("error: ConnectError") for v in answers.values()):
+            # Through the pod proxy a refused connection is the API server's, not the pod's.
+            raise ClusterUnreachable(f"the API server's pod proxy is unreachable: "
+                                     f"{next(iter(answers.values()))}")
         wrong = {p: v for p, v in answers.items() if not v.startswith("error") and v != expected}
         details = {"expected": expected, "answers": answers}
         if wrong:
@@ -99,16 +104,15 @@ class TrafficVerifier:
         failures_check = PodFailureCheck(clock=runner.clock)
         end = runner.clock() + step.duration
         rounds = 0
+        outage = Outage(runner)
         while True:
+            try:
+                measurements, failures = self._round(step, failures_check)
+            except ClusterUnreachable as exc:
+                outage.failed(exc)
+                continue
+            outage.clear()
             rounds += 1
-            new_m, new_pods = self._pod_versions(step.new_deployment, step.new_version, "new")
-            measurements = [new_m]
-            pod_m, failures = failures_check.evaluate(new_pods)
-            measurements.append(pod_m)
-            if step.old_deployment and step.old_deployment != step.new_deployment:
-                measurements.append(
-                    self._pod_versions(step.old_deployment, step.old_version, "old")[0])
-            measurements += self._traffic(step)
             runner.reporter.measured(measurements)
             bad = [m for m in measurements if m.phase in (Phase.FAILED, Phase.ERROR)]
             if bad:
@@ -122,3 +126,15 @@ class TrafficVerifier:
         summary = [m.message for m in measurements
                    if m.check in (SHARE, STICKY) or m.phase is Phase.INCONCLUSIVE]
         return f"{rounds} round(s) passed; " + "; ".join(dict.fromkeys(summary))
+
+    def _round(self, step: VerifyTraffic,
+               failures_check: PodFailureCheck) -> tuple[list[Measurement], list[Any]]:
+        new_m, new_pods = self._pod_versions(step.new_deployment, step.new_version, "new")
+        measurements = [new_m]
+        pod_m, failures = failures_check.evaluate(new_pods)
+        measurements.append(pod_m)
+        if step.old_deployment and step.old_deployment != step.new_deployment:
+            measurements.append(
+                self._pod_versions(step.old_deployment, step.old_version, "old")[0])
+        measurements += self._traffic(step)
+        return measurements, failures

@@ -59,6 +59,7 @@ from deployer.model import (
     Verdict,
     VerifyTraffic,
 )
+from deployer.outage import Outage
 from deployer.record import Journal
 from deployer.report import Reporter
 
@@ -516,8 +517,14 @@ class Runner:
         unavailable_since: float | None = None
         try:
             with self.gateway.changes(deployment=step.deployment, pod_selector=selector) as feed:
+                outage = Outage(self)
                 while True:
-                    evaluation = verifier.evaluate()
+                    try:
+                        evaluation = verifier.evaluate()
+                    except ClusterUnreachable as exc:
+                        outage.failed(exc)  # polling goes on through a short API outage
+                        continue
+                    outage.clear()
                     self.reporter.measured(evaluation.measurements)
                     if step.measure_downtime and evaluation.deployment is not None:
                         available = (evaluation.deployment.get("status") or {}).get(
@@ -542,7 +549,10 @@ class Runner:
                     wait = 1.0 if "verified as" in evaluation.message else \
                         self.settings.poll_interval
                     feed.wait(min(wait, remaining))
-                    self.checkpoint()
+                    try:
+                        self.checkpoint()
+                    except ClusterUnreachable as exc:
+                        outage.failed(exc)
         finally:
             verifier.close()
         raise self._deadline_failure(step, dep, progress, evaluation, timed_out_overall)
