@@ -504,34 +504,29 @@ def _rollback_outcome(outcome: Outcome, app_name: str) -> Outcome:
                    next_command=f"deployer status --app {app_name}")
 
 
-@app.command()
-def status(ctx: typer.Context, app_name: str = APP) -> int:
-    """What is running: images, versions answering, replicas, Service, run in progress."""
-    from deployer.status import collect, render
+def _show(ctx: typer.Context, app_name: str, view: str) -> int:
+    """A read-only view: its data as JSON with -o json, else as text."""
+    from deployer import status as views
 
     g = _globals(ctx)
     validate_app_name(app_name)
+    collect, render = {"status": (views.collect, views.render),
+                       "history": (views.collect_history, views.render_history)}[view]
     data = collect(_connect(g), app_name)
-    if g.output == "json":
-        print(json.dumps(data, indent=2))
-    else:
-        print(render(data))
+    print(json.dumps(data, indent=2) if g.output == "json" else render(data))
     return 0
+
+
+@app.command()
+def status(ctx: typer.Context, app_name: str = APP) -> int:
+    """What is running: images, versions answering, replicas, Service, run in progress."""
+    return _show(ctx, app_name, "status")
 
 
 @app.command()
 def history(ctx: typer.Context, app_name: str = APP) -> int:
     """Releases deployer made (strategy, who, why, verdict) and the Deployment's revisions."""
-    from deployer.status import collect_history, render_history
-
-    g = _globals(ctx)
-    validate_app_name(app_name)
-    data = collect_history(_connect(g), app_name)
-    if g.output == "json":
-        print(json.dumps(data, indent=2))
-    else:
-        print(render_history(data))
-    return 0
+    return _show(ctx, app_name, "history")
 
 
 CLIENTS = typer.Option(None, "--client-addresses",

@@ -405,10 +405,10 @@ class Gateway:
         import httpx
 
         cfg = self.configuration
-        headers = {}
-        token = cfg.get_api_key_with_prefix("authorization") if cfg.api_key else None
-        if token:
-            headers["Authorization"] = token
+        # The same header credentials the client itself would send (a bearer token).
+        settings: dict[str, dict[str, Any]] = dict(cfg.auth_settings())  # type: ignore[arg-type]
+        headers = {str(setting["key"]): str(setting["value"]) for setting in settings.values()
+                   if setting.get("in") == "header" and setting.get("value")}
         if cfg.verify_ssl:
             context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
         else:

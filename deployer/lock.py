@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
+from deployer.timestamps import micro, parse
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
@@ -33,26 +33,13 @@ def lease_name(app: str) -> str:
     return f"deployer-{app}"
 
 
-def _micro(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
     """Who holds the Lease and for how long, or None when nobody does."""
     spec = lease.get("spec") or {}
     holder = spec.get("holderIdentity")
     if not holder:
         return None
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime")) or 0.0
+    renewed = parse(spec.get("renewTime")) or parse(spec.get("acquireTime")) or 0.0
     duration = int(spec.get("leaseDurationSeconds") or LEASE_SECONDS)
     annotations = lease["metadata"].get("annotations") or {}
     return {"holder": holder, "command": annotations.get("deployer.dev/command"),
@@ -84,7 +71,7 @@ class Lock:
             "metadata": {"name": self.name, "labels": {"app": self.app},
                          "annotations": {"deployer.dev/command": self.command}},
             "spec": {"holderIdentity": self.holder, "leaseDurationSeconds": self.duration,
-                     "acquireTime": acquired or _micro(now), "renewTime": _micro(now)},
+                     "acquireTime": acquired or micro(now), "renewTime": micro(now)},
         }
 
     def acquire(self, *, force: bool = False, wait: float = 0.0) -> str | None:
@@ -156,7 +143,7 @@ class Lock:
             if lease is None or holder != self.holder:
                 self._lost = f"the lock is now held by {holder or 'nobody'}"
                 return
-            spec = dict(lease["spec"], renewTime=_micro(self.clock()))
+            spec = dict(lease["spec"], renewTime=micro(self.clock()))
             try:
                 self._lease = self.gateway.replace_lease({**lease, "spec": spec})
             except Conflict:
@@ -166,7 +153,7 @@ class Lock:
         """Called before every write: a run that lost its lock must not write again."""
         if self._lost is None and self._lease is not None:
             spec = self._lease.get("spec") or {}
-            renewed = _parse(spec.get("renewTime")) or 0.0
+            renewed = parse(spec.get("renewTime")) or 0.0
             if self.clock() > renewed + self.duration:
                 self.renew()  # we were stopped or starved past expiry: look before writing
         if self._lost:
@@ -182,7 +169,7 @@ class Lock:
             try:
                 lease = self.gateway.get_lease(self.name)
                 if lease and lease["spec"].get("holderIdentity") == self.holder:
-                    spec = dict(lease["spec"], holderIdentity="", renewTime=_micro(self.clock()))
+                    spec = dict(lease["spec"], holderIdentity="", renewTime=micro(self.clock()))
                     self.gateway.replace_lease({**lease, "spec": spec})
             except (Conflict, NotFound):
                 pass

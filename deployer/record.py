@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import Conflict
 from deployer.model import ANNOTATION_PREFIX
+from deployer.timestamps import iso
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
@@ -40,12 +41,6 @@ def who_am_i() -> str:
     except Exception:  # noqa: BLE001 - no passwd entry in some containers
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 @dataclass(frozen=True)

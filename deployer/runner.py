@@ -249,29 +249,23 @@ class Runner:
         self.reporter.step_finished(record, "done", note)
 
     def _dispatch(self, step: Step) -> str | None:
-        if isinstance(step, UpdateDeployment):
-            return self._update(step)
-        if isinstance(step, SetRolloutStrategy):
-            return self._set_strategy(step.deployment, step.strategy)
-        if isinstance(step, UndoRollout):
-            return self._undo(step)
-        if isinstance(step, AwaitRollout):
-            return self._await(step)
-        if isinstance(step, ApplyDeployment):
-            return self._apply(step)
-        if isinstance(step, ScaleDeployment):
-            return self._scale(step)
-        if isinstance(step, DeleteDeployment):
-            return self._delete(step)
-        if isinstance(step, SetServiceAffinity):
-            return self._service_affinity(step)
-        if isinstance(step, SetServiceSelector):
-            return self._service_selector(step)
-        if isinstance(step, VerifyTraffic):
-            return self.traffic.verify(step)
-        if isinstance(step, Hold):
-            return self._hold(step)
-        raise UnsafeState(f"the runner cannot execute step {step.kind}")
+        handlers: dict[type[Step], Callable[[Any], str | None]] = {
+            UpdateDeployment: self._update,
+            SetRolloutStrategy: lambda s: self._set_strategy(s.deployment, s.strategy),
+            UndoRollout: self._undo,
+            AwaitRollout: self._await,
+            ApplyDeployment: self._apply,
+            ScaleDeployment: self._scale,
+            DeleteDeployment: self._delete,
+            SetServiceAffinity: self._service_affinity,
+            SetServiceSelector: self._service_selector,
+            VerifyTraffic: self.traffic.verify,
+            Hold: self._hold,
+        }
+        handler = handlers.get(type(step))
+        if handler is None:
+            raise UnsafeState(f"the runner cannot execute step {step.kind}")
+        return handler(step)
 
     def _read(self, name: str) -> dict[str, Any]:
         dep = self.gateway.get_deployment(name)

@@ -45,7 +45,10 @@ MT_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MT_CONFIG = "application/vnd.oci.image.config.v1+json"
 MT_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
-HTTPD = ["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/www"]
+# A shell as PID 1 that exits on SIGTERM: busybox httpd alone, as PID 1, has no handler,
+# so the kernel ignores the signal and every pod would take its whole grace period to stop.
+HTTPD = ["/bin/busybox", "sh", "-c",
+         "trap 'exit 0' TERM INT; /bin/busybox httpd -f -p 8080 -h /www & wait"]
 PAUSE_IMAGE = "deployer.local/pause:lab"
 
 

@@ -10,21 +10,12 @@ this run began (an old failure is not blamed on the new rollout).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
+from deployer import timestamps
 from deployer.model import Measurement, Phase
 
 CHECK = "rollout"
-
-
-def _timestamp(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def condition(deployment: dict[str, Any], kind: str) -> dict[str, Any] | None:
@@ -53,7 +44,7 @@ def rollout_status(deployment: dict[str, Any], *, since: float | None = None) ->
                            f"(generation {generation}, observed {observed})", counts)
     progressing = condition(deployment, "Progressing")
     if progressing and progressing.get("reason") == "ProgressDeadlineExceeded":
-        changed = _timestamp(progressing.get("lastUpdateTime"))
+        changed = timestamps.parse(progressing.get("lastUpdateTime"))
         if since is None or changed is None or changed >= since - 1:
             return Measurement(CHECK, Phase.FAILED,
                                f"deployment {name} exceeded its progress deadline: "

@@ -27,6 +27,8 @@ class CliResult:
         return f"exit {self.code} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}\n" \
                f"--- stderr\n{self.stderr}"
 
+    __repr__ = __str__  # so that a failed assertion shows the whole output
+
 
 def deployer_command() -> list[str]:
     exe = shutil.which("deployer", path=os.path.dirname(sys.executable)) or \

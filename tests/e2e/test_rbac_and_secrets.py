@@ -99,10 +99,10 @@ def test_a_missing_permission_is_named_before_any_change(namespace, deploy_hello
     assert "patch services" in result.stderr
     assert "missing-permission" in result.stderr
     assert resource_versions(kube, namespace) == before
-    leases = kube.api_client.call_api(
-        f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases", "GET",
-        response_type="object", _return_http_data_only=True, auth_settings=["BearerToken"])
-    assert leases["items"] == [], "not even the lock may be taken"
+    from kubernetes import client
+
+    leases = client.CoordinationV1Api(kube.api_client).list_namespaced_lease(namespace)
+    assert leases.items == [], "not even the lock may be taken"
 
 
 def test_no_credential_appears_in_output_at_any_verbosity(namespace, deploy_hello, kube,
