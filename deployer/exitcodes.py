@@ -33,7 +33,8 @@ _MEANINGS = {
     ExitCode.UNSAFE: "rollback failed or the state is unsafe; a human is needed",
     ExitCode.LOCKED: "another run holds this app's lock",
     ExitCode.PAUSED: "paused at a promotion gate (continue with promote or abort)",
-    ExitCode.UNREACHABLE: "cluster unreachable or not authorised; nothing was changed",
+    ExitCode.UNREACHABLE: "cluster unreachable or not authorised: before the first change, "
+    "nothing was changed; mid-run, the outcome is unknown and the report says where it stopped",
     ExitCode.TIMEOUT: "timed out; the report says what state was left",
     ExitCode.INTERRUPTED: "interrupted (SIGINT/SIGTERM); the report says how to continue",
 }

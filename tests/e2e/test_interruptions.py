@@ -41,6 +41,7 @@ class Traffic:
         self.kube, self.namespace = kube, namespace
         self.answers: dict[str, int] = {}
         self.failed = 0
+        self.errors: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -53,8 +54,9 @@ class Traffic:
             try:
                 v = version_via_service(self.namespace, "hello", ip, kube=self.kube, timeout=2)
                 self.answers[v] = self.answers.get(v, 0) + 1
-            except Exception:  # noqa: BLE001 - failures are what is counted
+            except Exception as exc:  # noqa: BLE001 - failures are what is counted
                 self.failed += 1
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {ip}: {exc!r}"[:300])
             time.sleep(0.1)
 
     def __enter__(self):
@@ -65,6 +67,8 @@ class Traffic:
         self._stop.set()
         self._thread.join(10)
         print(f"background client: answers {self.answers}, failed requests {self.failed}")
+        for error in self.errors:
+            print(f"  failed: {error}")
 
 
 def test_two_deploys_of_one_app_the_second_fails_fast_naming_the_holder(namespace,
@@ -209,7 +213,7 @@ def test_sigkill_at_each_canary_step_then_rollback_restores_v1(namespace, deploy
         assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
         names = [d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items]
         assert names == ["hello"], "the canary is gone"
-    assert traffic.failed == 0, f"{traffic.failed} requests failed during kill + rollback"
+    assert traffic.failed == 0, f"failed during kill + rollback: {traffic.errors}"
     assert traffic.answers.get("1.0.0", 0) > 0
     again = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
     assert again.code == 0 and again.report["verdict"] == "no-op", again
@@ -233,7 +237,7 @@ def test_sigkill_at_each_blue_green_step_then_rollback_restores_blue(namespace, 
         assert svc.spec.selector == {"app": "hello", "track": "stable"}
         assert {version_via_service(namespace, "hello", ip, kube=kube)
                 for ip in CLIENT_ADDRESSES} == {"1.0.0"}
-    assert traffic.failed == 0, f"{traffic.failed} requests failed during kill + rollback"
+    assert traffic.failed == 0, f"failed during kill + rollback: {traffic.errors}"
 
 
 def test_rollback_with_nothing_recorded_and_one_revision_changes_nothing(namespace,
