@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from deployer.cluster import Gateway
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
-    from deployer.model import Outcome
+    from deployer.model import Outcome, Step
     from deployer.report import Reporter
 
 HELP = f"""Roll out a new version of an app on Kubernetes with a chosen strategy,
@@ -176,7 +176,7 @@ class Guard:
 
 @contextmanager
 def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
-               enabled: bool = True) -> Iterator[Guard]:
+               enabled: bool = True, needs: Iterable[type[Step]] = ()) -> Iterator[Guard]:
     """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it."""
     if not enabled:
         yield Guard()
@@ -192,13 +192,32 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
     from deployer import preflight
 
-    preflight.check(gw)  # before the Lease, which is the first write
+    preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:
         note = lock.acquire(force=force, wait=wait)
         try:
             yield Guard(stop, lock, note)
         finally:
             lock.release()
+
+
+def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
+    """The kinds of step a rollback, promote or abort may run, read before the lock:
+    the unfinished run's plan, the last release's undo steps, or a revision undo."""
+    from deployer import preflight
+    from deployer.model import AwaitRollout, UndoRollout
+    from deployer.record import read_history, read_run
+
+    needs: set[type[Step]] = {UndoRollout, AwaitRollout}
+    dep = gw.get_deployment(app_name)
+    if dep is None:
+        return needs
+    run = read_run(dep)
+    needs |= preflight.step_kinds(run.plan if run else None)
+    history = read_history(dep)
+    if history and history[-1].undo:
+        needs |= preflight.step_kinds({"rollback": history[-1].undo})
+    return needs
 
 
 def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) -> None:
@@ -243,7 +262,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     options["clients"] = len(clients)
     started = time.monotonic()
 
-    from deployer import preflight
     from deployer import strategy as strategies
     from deployer.health.verifier import VerifyOptions
     from deployer.model import Outcome, Plan, Target, Verdict
@@ -254,7 +272,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     plugin = strategies.load(strategy_name)
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name, enabled=not dry_run) as guard:
+    with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
         state = read_app(gw, app_name, container)
         if state.deployment["spec"].get("paused"):
             raise InvalidInput(f"deployment {app_name} is paused: Kubernetes would not roll "
@@ -295,7 +313,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             # The same command again (a CI job re-run after a timeout or a kill): continue
             # the recorded plan where it stopped. Steps are idempotent, so the step in
             # progress is simply done again, and no extra revision is created.
-            preflight.check(gw, None)
             resumed = Plan.from_json(state.app, in_progress.plan)
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
@@ -310,7 +327,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
                                              f"{app_name} already runs {target_image}; "
                                              "nothing to do", verified_version=state.version))
-        preflight.check(gw, plan)
         current = next((r for r in state.revisions if r.number == state.revision), None)
         template_hash = None
         if current is not None:
@@ -432,7 +448,6 @@ def rollback(
         if progress_deadline else None
     started = time.monotonic()
 
-    from deployer import preflight
     from deployer import rollback as rb
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
@@ -440,7 +455,7 @@ def rollback(
     from deployer.snapshot import read_app
 
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name) as guard:
+    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
         state = read_app(gw, app_name, container, measure_version=False)
         reporter = _reporter(g)
         reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
@@ -453,7 +468,6 @@ def rollback(
         if revision is None and in_progress is not None and in_progress.plan is not None:
             # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
             plan = Plan.from_json(state.app, in_progress.plan)
-            preflight.check(gw, plan)
             reporter.fact(to_image=in_progress.from_image)
             outcome = runner.abort(plan, Journal(gw, state.deployment_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
@@ -466,7 +480,6 @@ def rollback(
             plan = Plan(last.strategy, state.app, (), undo,
                         summary=f"undo {last.strategy} release {last.from_image} -> "
                                 f"{last.to_image}")
-            preflight.check(gw, plan)
             reporter.fact(to_image=last.from_image)
             record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
                                state.revision, None, who=who,
@@ -622,13 +635,12 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     clients = _client_addresses(client_addresses)
     started = time.monotonic()
 
-    from deployer import preflight
     from deployer.model import Plan
     from deployer.record import Journal, read_run
     from deployer.runner import Runner, RunSettings
 
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name) as guard:
+    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
         dep = gw.get_deployment(app_name)
         if dep is None:
             from deployer.errors import AppNotFound
@@ -645,7 +657,6 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         from deployer.model import AppRef
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
-        preflight.check(gw, plan)
         reporter = _reporter(g)
         reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                       from_image=record.from_image, to_image=record.to_image,

@@ -7,15 +7,18 @@ release halfway through, when undoing it may need the very permission that is mi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deployer.errors import NotAuthorised
 from deployer.model import (
+    STEP_TYPES,
     ApplyDeployment,
     DeleteDeployment,
     Plan,
     SetServiceAffinity,
     SetServiceSelector,
+    Step,
 )
 
 if TYPE_CHECKING:
@@ -54,22 +57,33 @@ BASE = (
 )
 
 
-def required(plan: Plan | None) -> list[Permission]:
+def required(steps: Iterable[type[Step]]) -> list[Permission]:
+    """The permissions a run needs when its plan may contain these kinds of step."""
+    kinds = set(steps)
     needed = list(BASE)
-    steps = [*plan.steps, *plan.rollback] if plan else []
-    if any(isinstance(s, ApplyDeployment) for s in steps):
+    if ApplyDeployment in kinds:
         needed.append(Permission("create", "apps", "deployments"))
-    if any(isinstance(s, DeleteDeployment) for s in steps):
+    if DeleteDeployment in kinds:
         needed.append(Permission("delete", "apps", "deployments"))
-    if any(isinstance(s, SetServiceAffinity | SetServiceSelector) for s in steps):
+    if kinds & {SetServiceAffinity, SetServiceSelector}:
         needed.append(Permission("patch", "", "services"))
-    if any(isinstance(s, SetServiceSelector) for s in steps):
+    if SetServiceSelector in kinds:
         needed.append(Permission("get", "", "endpoints"))
     return needed
 
 
-def check(gateway: Gateway, plan: Plan | None = None) -> None:
-    missing = [p for p in required(plan)
+def step_kinds(plan: Plan | dict[str, Any] | None) -> set[type[Step]]:
+    """The kinds of step in a plan (or in a plan as stored in the cluster)."""
+    if plan is None:
+        return set()
+    if isinstance(plan, Plan):
+        return {type(s) for s in (*plan.steps, *plan.rollback)}
+    stored = [*plan.get("steps", []), *plan.get("rollback", [])]
+    return {STEP_TYPES[s["type"]] for s in stored if s.get("type") in STEP_TYPES}
+
+
+def check(gateway: Gateway, steps: Iterable[type[Step]] = ()) -> None:
+    missing = [p for p in required(steps)
                if not gateway.can_i(p.verb, p.group, p.resource, p.subresource)]
     if missing:
         names = ", ".join(str(p) for p in missing)

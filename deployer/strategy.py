@@ -14,7 +14,7 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from deployer.errors import InvalidInput
-from deployer.model import AppState, Plan, Target
+from deployer.model import AppState, Plan, Step, Target
 
 ENTRY_POINT_GROUP = "deployer.strategies"
 
@@ -31,6 +31,7 @@ class Options:
 
 class Strategy(Protocol):
     name: str
+    steps: tuple[type[Step], ...]  # every kind of step its plans may hold (for preflight)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan: ...
 

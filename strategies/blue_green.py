@@ -61,6 +61,8 @@ def _image(dep: dict[str, Any], container: str) -> str:
 
 class BlueGreenStrategy:
     name = "blue-green"
+    steps = (SetServiceSelector, ApplyDeployment, UpdateDeployment, ScaleDeployment,
+             AwaitRollout, Gate, VerifyTraffic, Hold)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         live = self.sides(state)[0]

@@ -84,6 +84,8 @@ def canary_body(stable: dict[str, Any], name: str, container: str, image: str,
 
 class CanaryStrategy:
     name = "canary"
+    steps = (ApplyDeployment, AwaitRollout, VerifyTraffic, Gate, UpdateDeployment,
+             ScaleDeployment, DeleteDeployment, SetServiceAffinity, UndoRollout)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         canary = state.others.get(canary_name(state.app.name))

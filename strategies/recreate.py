@@ -20,6 +20,7 @@ RECREATE = {"type": "Recreate", "rollingUpdate": None}
 
 class RecreateStrategy(RollingStrategy):
     name = "recreate"
+    steps = (UpdateDeployment, AwaitRollout, UndoRollout, SetRolloutStrategy)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         dep = state.deployment_name

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from deployer.model import AppState, AwaitRollout, Plan, Target, UndoRollout, UpdateDeployment
+from deployer.model import (
+    AppState,
+    AwaitRollout,
+    Plan,
+    Step,
+    Target,
+    UndoRollout,
+    UpdateDeployment,
+)
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
 
 
 class RollingStrategy:
     name = "rolling"
+    steps: tuple[type[Step], ...] = (UpdateDeployment, AwaitRollout, UndoRollout)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         return runs_image(state.deployment, state.container, str(target.image)) and \

@@ -72,3 +72,24 @@ def test_dry_run_plan_is_readable():
     lines = RollingStrategy().plan(state(), target(), Options()).describe()
     assert lines[0] == "1. set hello/hello image to hello:v2"
     assert "on failure:" in lines
+
+
+def test_every_planned_step_is_declared_for_the_permission_preflight():
+    from deployer.model import AppRef, AppState, Target
+    from deployer.strategy import Options
+    from deployer.validation import parse_image
+    from strategies.blue_green import BlueGreenStrategy
+    from strategies.canary import CanaryStrategy
+
+    svc = {"metadata": {"name": "hello"},
+           "spec": {"selector": {"app": "hello"}, "sessionAffinity": "None"}}
+    s = AppState(AppRef("t", "hello"), deployment(revision=1), "hello", parse_image("hello:v1"),
+                 3, 1, (), version="1.0.0", service=svc)
+    t = Target(parse_image("hello:v2"), "2.0.0")
+    options = Options({"steps": (25, 50), "until_gate": True, "keep_old": 5,
+                       "preview_replicas": 1})
+    for strategy in (RollingStrategy(), RecreateStrategy(), CanaryStrategy(),
+                     BlueGreenStrategy()):
+        plan = strategy.plan(s, t, options)
+        kinds = {type(step) for step in (*plan.steps, *plan.rollback)}
+        assert kinds <= set(strategy.steps), (strategy.name, kinds - set(strategy.steps))
