@@ -74,7 +74,7 @@ class RetryBudget:
 
 
 def _wait(budget: RetryBudget) -> Callable[[RetryCallState], float]:
-    computed = wait_exponential_jitter(initial=budget.initial, max=budget.maximum)
+    computed = wait_exponential_jitter(multiplier=budget.initial, max=budget.maximum)
 
     def wait(state: RetryCallState) -> float:
         delay = computed(state)

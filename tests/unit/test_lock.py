@@ -1,0 +1,108 @@
+"""The per-app Lease: acquire, refuse naming the holder, take over when expired or forced,
+and notice a lost lock before writing."""
+
+import copy
+
+import pytest
+
+from deployer.errors import Conflict, LockHeld
+from deployer.lock import Lock, describe_holder
+from deployer.timestamps import micro
+
+
+class Leases:
+    """A fake of deployer's gateway for Leases, with resourceVersion preconditions."""
+
+    def __init__(self):
+        self.items: dict[str, dict] = {}
+        self.rv = 0
+
+    def get_lease(self, name):
+        lease = self.items.get(name)
+        return copy.deepcopy(lease) if lease else None
+
+    def create_lease(self, body):
+        name = body["metadata"]["name"]
+        if name in self.items:
+            raise Conflict("exists")
+        return self._store(body)
+
+    def replace_lease(self, body):
+        current = self.items[body["metadata"]["name"]]
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise Conflict("changed")
+        return self._store(body)
+
+    def _store(self, body):
+        self.rv += 1
+        body = copy.deepcopy(body)
+        body["metadata"]["resourceVersion"] = str(self.rv)
+        self.items[body["metadata"]["name"]] = body
+        return copy.deepcopy(body)
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def lock(store, clock, holder="a"):
+    lk = Lock(store, "hello", holder, f"deployer rolling ({holder})", clock=clock)
+    lk._start_renewing = lambda: None  # renewals are driven by the test
+    return lk
+
+
+def test_a_second_run_is_refused_naming_the_holder_and_its_command():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    with pytest.raises(LockHeld, match=r"locked by a \(deployer rolling \(a\)"):
+        lock(store, clock, "b").acquire()
+
+
+def test_an_expired_lease_is_taken_over_and_said_so():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    clock.now += 31
+    note = lock(store, clock, "b").acquire()
+    assert note == "took over the lock from a (expired)"
+    assert store.items["deployer-hello"]["spec"]["holderIdentity"] == "b"
+
+
+def test_force_takes_a_live_lease():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    assert "forced" in lock(store, clock, "b").acquire(force=True)
+
+
+def test_the_old_holder_notices_before_its_next_write():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    lock(store, clock, "b").acquire(force=True)
+    clock.now += 31  # first was stopped past its expiry
+    with pytest.raises(LockHeld, match="stopped before writing"):
+        first.ensure_held()
+
+
+def test_release_frees_the_lease_for_the_next_run_at_once():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    first.release()
+    assert describe_holder(store.items["deployer-hello"], clock()) is None
+    assert lock(store, clock, "b").acquire() is None
+
+
+def test_renewal_keeps_the_lease_alive():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    clock.now += 20
+    first.renew()
+    clock.now += 20  # 40 s after acquiring, 20 s after renewing: still held
+    with pytest.raises(LockHeld):
+        lock(store, clock, "b").acquire()
+    assert store.items["deployer-hello"]["spec"]["renewTime"] == micro(clock.now - 20)
