@@ -16,9 +16,12 @@ help:
 $(VPY):
 	$(PYTHON) -m venv $(VENV)
 
-install: $(VPY) ## create .venv and install deployer with its dev extra
+$(VENV)/.installed: pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install deployer with its dev extra
 
 lab-deps: ## install the lab's Debian packages (root)
 	lab/deps
