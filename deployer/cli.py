@@ -62,6 +62,7 @@ class Globals:
     output: str = "text"
     timeout: float = 600.0
     request_timeout: float = 30.0
+    insecure: bool = False
     allow_system_namespace: bool = False
     verbose: bool = False
     log_format: str = "console"
@@ -90,6 +91,9 @@ def global_options(
     request_timeout: str = typer.Option("30s", "--request-timeout",
                                         help="Deadline for one API request (the client's "
                                              "default is none)."),
+    insecure: bool = typer.Option(False, "--insecure-skip-tls-verify",
+                                  help="Do not verify the API server's certificate (never the "
+                                       "default; says so on every run)."),
     allow_system_namespace: bool = typer.Option(False, "--allow-system-namespace",
                                                 help="Allow kube-system, kube-public and "
                                                      "kube-node-lease."),
@@ -108,7 +112,7 @@ def global_options(
         validate_namespace(namespace)
     ctx.obj = Globals(kubeconfig, context, namespace, output,
                       parse_duration(timeout, "--timeout"),
-                      parse_duration(request_timeout, "--request-timeout"),
+                      parse_duration(request_timeout, "--request-timeout"), insecure,
                       allow_system_namespace, verbose, log_format)
     _configure_logging(ctx.obj)
 
@@ -145,7 +149,10 @@ def _connect(g: Globals) -> Gateway:
     from deployer.cluster import Gateway
 
     gw = Gateway(kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,
-                 request_timeout=g.request_timeout)
+                 request_timeout=g.request_timeout, verify_tls=not g.insecure)
+    if g.insecure:
+        print("warning: --insecure-skip-tls-verify: the API server's certificate is not "
+              "verified", file=sys.stderr)
     allowed = [c.strip() for c in os.environ.get("DEPLOYER_ALLOWED_CONTEXTS", "").split(",")
                if c.strip()]
     if allowed and gw.context not in allowed:
@@ -317,7 +324,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
             settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                                   verify=VerifyOptions(samples=samples),
+                                   verify=VerifyOptions(samples=samples,
+                                                        http_mode=options.get("http_mode",
+                                                                              "proxy")),
                                    client_addresses=clients)
             runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
             outcome = runner.run(resumed, Journal(gw, state.deployment_name, in_progress),
@@ -346,6 +355,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         return _finish(reporter, outcome)
 
 
+def _check_via(value: str) -> str:
+    if value not in ("proxy", "pod-ip"):
+        raise InvalidInput(f"--check-via {value!r} is invalid: use proxy or pod-ip",
+                           id="invalid-check-via")
+    return value
+
+
 def _client_addresses(text: str | None) -> tuple[str, ...]:
     import os
 
@@ -370,6 +386,10 @@ EXPECT = typer.Option(None, "--expect-version", help="What /version must answer 
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")
 CONTAINER = typer.Option(None, "--container", help="Container to update (default: the only "
                                                    "one, or the one named like the app).")
+CHECK_VIA = typer.Option("proxy", "--check-via",
+                         help="How /version is read from each pod: proxy (through the API "
+                              "server; works from anywhere) or pod-ip (direct; needs the pod "
+                              "network).")
 PROGRESS = typer.Option(None, "--progress-deadline", help="How long new pods may take to be "
                                                           "healthy (default: the Deployment's "
                                                           "progressDeadlineSeconds).")
@@ -387,6 +407,7 @@ def rolling(
     expect_version: str | None = EXPECT,
     no_version_check: bool = NO_VERSION,
     container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
@@ -402,7 +423,8 @@ def rolling(
         check_surge_pair(surge, unavailable)
     return _deploy(ctx, "rolling", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
-                   {"max_surge": surge, "max_unavailable": unavailable})
+                   {"max_surge": surge, "max_unavailable": unavailable,
+                    "http_mode": _check_via(check_via)})
 
 
 @app.command()
@@ -415,6 +437,7 @@ def recreate(
     expect_version: str | None = EXPECT,
     no_version_check: bool = NO_VERSION,
     container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
@@ -422,7 +445,8 @@ def recreate(
     """Stop every old pod, then start the new version; reports the downtime."""
     _lock_options(ctx, force, wait_for_lock)
     return _deploy(ctx, "recreate", app_name, image, reason, dry_run, expect_version,
-                   no_version_check, container, progress_deadline, {})
+                   no_version_check, container, progress_deadline,
+                   {"http_mode": _check_via(check_via)})
 
 
 @app.command()
@@ -569,6 +593,7 @@ def canary(
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
     container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
@@ -589,7 +614,8 @@ def canary(
                    container, progress_deadline,
                    {"steps": weights, "interval": parse_duration(interval, "--interval",
                                                                  allow_zero=True),
-                    "until_gate": until_gate, "client_addresses": client_addresses},
+                    "until_gate": until_gate, "client_addresses": client_addresses,
+                    "http_mode": _check_via(check_via)},
                    samples=samples)
 
 
@@ -609,6 +635,7 @@ def blue_green(
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
     container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
@@ -624,7 +651,8 @@ def blue_green(
                    container, progress_deadline,
                    {"preview_replicas": preview,
                     "keep_old": parse_duration(keep_old, "--keep-old", allow_zero=True),
-                    "until_gate": until_gate, "client_addresses": client_addresses})
+                    "until_gate": until_gate, "client_addresses": client_addresses,
+                    "http_mode": _check_via(check_via)})
 
 
 def _resume(ctx: typer.Context, app_name: str, action: str,

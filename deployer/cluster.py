@@ -177,6 +177,7 @@ class Gateway:
         namespace: str | None = None,
         budget: RetryBudget | None = None,
         request_timeout: float = REQUEST_TIMEOUT[1],
+        verify_tls: bool = True,
     ):
         from kubernetes import client, config
 
@@ -202,6 +203,8 @@ class Gateway:
             config_file=kubeconfig, context=self.context, client_configuration=configuration
         )
         configuration.retries = 0  # retries are ours (tenacity), never urllib3's as well
+        if not verify_tls:
+            configuration.verify_ssl = False
         self.configuration = configuration
         self.api_client = client.ApiClient(configuration)
         self.core = client.CoreV1Api(self.api_client)

@@ -367,3 +367,8 @@ def test_an_untrusted_api_certificate_is_refused_not_downgraded(namespace, deplo
     assert result.code == 69, result
     assert "certificate" in result.stderr.lower() or "tls" in result.stderr.lower()
     assert resource_versions(kube, namespace) == before
+
+    insecure = deployer(namespace, "--insecure-skip-tls-verify", "status", "--app", "hello",
+                        env={"KUBECONFIG": str(bad)})
+    assert insecure.code == 0, insecure
+    assert "certificate is not verified" in insecure.stderr

@@ -96,6 +96,17 @@ def test_wrong_version_is_caught_only_by_the_version_check(namespace, deploy_hel
     assert "1.0.0" in result.report["message"] and "5.0.0" in result.report["message"]
 
 
+def test_version_can_be_read_straight_from_the_pod_ips(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    result = deployer(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v2",
+                      "--check-via", "pod-ip")
+
+    assert result.code == 0, result
+    answers = {c["check"]: c for c in result.report["checks"]}["http-version"]["details"]
+    assert set(answers["answers"].values()) == {"2.0.0"} and len(answers["answers"]) == 3
+
+
 def test_rerunning_a_completed_release_is_a_no_op(namespace, deploy_hello, kube):
     deploy_hello(namespace, image="hello:v2")
     before = kube.apps.read_namespaced_deployment("hello", namespace).metadata.resource_version
