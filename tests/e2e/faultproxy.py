@@ -151,6 +151,7 @@ class Action:
     n_events: int = 0
     clean: bool = True
     message: str = ""
+    only_success: bool = False
 
 
 def respond(
@@ -171,10 +172,14 @@ def respond(
     )
 
 
-def reset_after_forward() -> Action:
+def reset_after_forward(only_success: bool = False) -> Action:
     """Forward the request (so a write really applies), read the answer, then reset the
-    client's connection without answering: "the connection was reset after the write"."""
-    return Action("reset_after_forward")
+    client's connection without answering: "the connection was reset after the write".
+
+    only_success=True resets only when the upstream answer is 2xx (the write was applied)
+    and relays any other answer unchanged; the rule counts a hit only when it resets.
+    """
+    return Action("reset_after_forward", only_success=only_success)
 
 
 def blackhole() -> Action:
@@ -764,7 +769,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif action.kind == "respond":
                 self._respond(started, target, action)
             elif action.kind == "reset_after_forward":
-                self._reset_after_forward(started, target, body, is_watch)
+                self._reset_after_forward(started, target, body, is_watch,
+                                          only_success=action.only_success, rule=rule)
             elif action.kind == "blackhole":
                 proxy._record(started, method, target, "blackhole")
                 self._hold()
@@ -837,7 +843,8 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._count("_held", -1)
 
     def _reset_after_forward(
-        self, started: float, target: str, body: bytes, is_watch: bool
+        self, started: float, target: str, body: bytes, is_watch: bool,
+        only_success: bool = False, rule: Rule | None = None,
     ) -> None:
         proxy = self.server.proxy
         self.close_connection = True
@@ -846,7 +853,16 @@ class _Handler(BaseHTTPRequestHandler):
             conn, resp = self._open_upstream(target, body, watch=is_watch)
             status = resp.status
             if not is_watch:  # a watch's body never ends: reset once it has begun
-                resp.read()
+                data = resp.read()
+                if only_success and not 200 <= status < 300:
+                    if rule is not None:
+                        with proxy._lock:
+                            rule.hits -= 1  # not reset: this one does not count
+                    headers = [(k, v) for k, v in resp.getheaders()
+                               if k.lower() not in HOP_BY_HOP | {"content-length"}]
+                    proxy._record(started, self.command, target, status)
+                    self._send_whole(status, headers, data)
+                    return
             outcome: int | str = f"reset_after_forward:{status}"
         except (OSError, http.client.HTTPException):
             outcome = "reset_after_forward:upstream_error"
