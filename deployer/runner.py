@@ -156,23 +156,30 @@ class Runner:
         self.reporter.heading(f"Aborting: {why}")
         self._lock_note()
         journal.before_write = self._check_lock
-        try:
-            for step in plan.rollback:
-                journal.update(step=step.describe(), phase="rolling-back")
-                self.execute(step)
-        except LockHeld:
-            raise
-        except (StepFailed, DeployerError) as exc:
-            message = getattr(exc, "message", str(exc))
-            journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
-                         message=f"rollback failed: {message}", finish=True)
-            return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"the rollback failed: {message}",
+        failed = self._rollback_steps(plan, journal)
+        if failed:
+            return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"the rollback failed: {failed}",
                            next_command=f"deployer status --app {plan.app.name} "
                                         f"-n {plan.app.namespace}")
         journal.finish(phase="done", verdict=Verdict.ROLLED_BACK.value, message=why,
                        verified_version=self.verified_version)
         return Outcome(Verdict.ROLLED_BACK, ExitCode.OK, f"rolled back: {why}",
                        verified_version=self.verified_version)
+
+    def _rollback_steps(self, plan: Plan, journal: Journal) -> str | None:
+        """Run the plan's rollback steps; return why they failed (recorded), or None."""
+        try:
+            for step in plan.rollback:
+                journal.update(step=step.describe(), phase="rolling-back")
+                self.execute(step)
+        except LockHeld:
+            raise  # the app belongs to another run now: not one more write
+        except (StepFailed, DeployerError) as exc:
+            message = exc.message
+            journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
+                         message=f"rollback failed: {message}", finish=True)
+            return message
+        return None
 
     def _roll_back(self, plan: Plan, journal: Journal, failure: StepFailed) -> Outcome:
         if failure.evaluation:
@@ -182,21 +189,13 @@ class Runner:
         self._check_lock()  # a run that lost its lock leaves the app to the new holder
         journal_safe(journal, phase="rolling-back", message=failure.message)
         self.verified_version = None
-        try:
-            # The rollback gets its own budget: a run that timed out must still restore.
-            self.settings.deadline = max(self.settings.deadline, self.clock() + 300)
-            for step in plan.rollback:
-                journal.update(step=step.describe())
-                self.execute(step)
-        except LockHeld:
-            raise
-        except (StepFailed, DeployerError) as exc:
-            message = getattr(exc, "message", str(exc))
-            journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
-                         message=f"rollback failed: {message}", finish=True)
+        # The rollback gets its own budget: a run that timed out must still restore.
+        self.settings.deadline = max(self.settings.deadline, self.clock() + 300)
+        failed = self._rollback_steps(plan, journal)
+        if failed:
             return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE,
                            f"release rejected ({failure.message}) and the rollback failed: "
-                           f"{message}",
+                           f"{failed}",
                            next_command=f"deployer status --app {plan.app.name} "
                                         f"-n {plan.app.namespace}")
         journal.finish(phase="done", verdict=Verdict.REJECTED.value, message=failure.message,
