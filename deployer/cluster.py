@@ -352,7 +352,7 @@ class Gateway:
     def delete_deployment(self, name: str) -> None:
         try:
             self._call(f"deleting deployment {name}", self.apps.delete_namespaced_deployment,
-                       name, self.namespace, propagation_policy="Foreground")
+                       name, self.namespace, propagation_policy="Background")
         except NotFound:
             return
 

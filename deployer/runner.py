@@ -401,7 +401,9 @@ class Runner:
                 feed.wait(self.settings.poll_interval)
                 self.checkpoint()
         self.gateway.delete_deployment(step.deployment)
-        while self.gateway.get_deployment(step.deployment) is not None:  # foreground deletion
+        # Its pods already left the Service when they began to terminate; the garbage
+        # collector removes the ReplicaSet and their remains in the background.
+        while self.gateway.get_deployment(step.deployment) is not None:
             if self.clock() > deadline:
                 raise StepFailed(f"deployment {step.deployment} was not deleted")
             self.reporter.waiting(f"deployment {step.deployment} is being deleted")
