@@ -12,6 +12,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -305,6 +306,12 @@ def test_quota_that_blocks_new_pods_is_reported_and_rolled_back(namespace, deplo
 def test_a_paused_deployment_is_refused_before_any_change(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     kube.apps.patch_namespaced_deployment("hello", namespace, {"spec": {"paused": True}})
+
+    def observed() -> bool:
+        dep = kube.apps.read_namespaced_deployment("hello", namespace)
+        return dep.status.observed_generation == dep.metadata.generation
+
+    wait_for(observed, 30, 0.2, "the controller to observe the pause")
     before = resource_versions(kube, namespace)
 
     result = deployer(namespace, "rolling", "--app", "hello", "--image", "v2")
