@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
-from tests.e2e.lab import live_pods, version_via_pod_proxy
+from tests.e2e.lab import CLIENT_ADDRESSES, live_pods, version_via_pod_proxy, version_via_service
 
 
 def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> dict[str, str]:
@@ -33,3 +35,48 @@ def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
     for s in kube.core.list_namespaced_service(namespace).items:
         out[f"service/{s.metadata.name}"] = s.metadata.resource_version
     return out
+
+
+class ServiceClient:
+    """A background client of the Service: it calls it from the lab's client addresses in
+    turn, records every answer and every failed request, and stops by itself at the latest
+    after `limit` seconds. Use it as a context manager around what it should watch."""
+
+    def __init__(self, kube: Any, namespace: str, service: str = "hello", *,
+                 clients: int = 8, pause: float = 0.2, limit: float = 400):
+        self.kube, self.namespace, self.service = kube, namespace, service
+        self.addresses = CLIENT_ADDRESSES[:clients]
+        self.pause, self.limit = pause, limit
+        self.answers: list[str] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def failed(self) -> int:
+        return len(self.errors)
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.limit
+        i = 0
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            ip = self.addresses[i % len(self.addresses)]
+            i += 1
+            try:
+                self.answers.append(version_via_service(self.namespace, self.service, ip,
+                                                        kube=self.kube, timeout=2))
+            except Exception as exc:  # noqa: BLE001 - a failed request is counted, not raised
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {ip}: {exc!r}"[:300])
+            time.sleep(self.pause)
+
+    def __enter__(self) -> ServiceClient:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        print(f"background client: {len(self.answers)} answers "
+              f"{sorted(set(self.answers))}, {self.failed} failed requests")
+        for error in self.errors:
+            print(f"  failed: {error}")

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
-from tests.e2e.app_checks import resource_versions, versions_by_pod
+from tests.e2e.app_checks import ServiceClient, resource_versions, versions_by_pod
 from tests.e2e.deployer_cli import deployer
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service
 
@@ -22,42 +19,10 @@ def service_versions(kube, namespace) -> set[str]:
     return {version_via_service(namespace, "hello", ip, kube=kube) for ip in CLIENT_ADDRESSES}
 
 
-class Poller:
-    """Calls the Service from a few client addresses in the background, recording answers."""
-
-    def __init__(self, kube, namespace):
-        self.kube, self.namespace = kube, namespace
-        self.answers: list[str] = []
-        self.failed = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        deadline = time.monotonic() + 300  # bounded even if a test forgets to stop it
-        i = 0
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            ip = CLIENT_ADDRESSES[i % 8]
-            i += 1
-            try:
-                self.answers.append(version_via_service(self.namespace, "hello", ip,
-                                                        kube=self.kube, timeout=2))
-            except Exception:  # noqa: BLE001 - a failed request is counted, not raised
-                self.failed += 1
-            time.sleep(0.2)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hello, kube):
     deploy_hello(namespace)
 
-    with Poller(kube, namespace) as before_switch:
+    with ServiceClient(kube, namespace) as before_switch:
         gated = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image",
                          "v2", "--until-gate", "--keep-old", "5s", "--client-addresses", CLIENTS)
 
@@ -70,7 +35,7 @@ def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hell
     svc = kube.core.read_namespaced_service("hello", namespace)
     assert svc.spec.selector == STABLE
 
-    with Poller(kube, namespace) as during_switch:
+    with ServiceClient(kube, namespace) as during_switch:
         promoted = deployer(namespace, "-o", "json", "promote", "--app", "hello",
                             "--client-addresses", CLIENTS)
 
@@ -85,7 +50,7 @@ def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hell
 def test_blue_green_to_a_missing_image_never_switches(namespace, deploy_hello, kube):
     deploy_hello(namespace)
 
-    with Poller(kube, namespace) as poller:
+    with ServiceClient(kube, namespace) as poller:
         result = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image",
                           "v9", "--keep-old", "0s", "--client-addresses", CLIENTS)
 
