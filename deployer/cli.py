@@ -35,6 +35,7 @@ from deployer.validation import (
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
+    from deployer.health.verifier import VerifyOptions
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
     from deployer.model import Outcome, Step
@@ -270,7 +271,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     started = time.monotonic()
 
     from deployer import strategy as strategies
-    from deployer.health.verifier import VerifyOptions
     from deployer.model import Outcome, Plan, Target, Verdict
     from deployer.record import Journal, RunRecord, read_run, who_am_i
     from deployer.runner import Runner, RunSettings
@@ -324,9 +324,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
             settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                                   verify=VerifyOptions(samples=samples,
-                                                        http_mode=options.get("http_mode",
-                                                                              "proxy")),
+                                   verify=_verify_options(options.get("http_mode", "proxy"),
+                                                          samples),
                                    client_addresses=clients)
             runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
             outcome = runner.run(resumed, Journal(gw, state.deployment_name, in_progress),
@@ -346,20 +345,43 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                            who=who, reason=reason)
         journal = Journal(gw, state.deployment_name, record)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                               verify=VerifyOptions(samples=samples,
-                                                    http_mode="off" if no_version_check
-                                                    else options.get("http_mode", "proxy")),
+                               verify=_verify_options("off" if no_version_check else
+                                                      options.get("http_mode", "proxy"),
+                                                      samples),
                                client_addresses=clients)
         runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = runner.run(plan, journal)
         return _finish(reporter, outcome)
 
 
+URL_FIELDS = {"pod_ip": "10.0.0.1", "pod": "p", "namespace": "n", "port": 8080}
+
+
 def _check_via(value: str) -> str:
-    if value not in ("proxy", "pod-ip"):
-        raise InvalidInput(f"--check-via {value!r} is invalid: use proxy or pod-ip",
-                           id="invalid-check-via")
-    return value
+    """proxy, pod-ip, or a URL template with {pod_ip} or {pod} (and {namespace}, {port})."""
+    if value in ("proxy", "pod-ip"):
+        return value
+    if value.startswith(("http://", "https://")):
+        try:
+            filled = value.format(**URL_FIELDS)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InvalidInput(f"--url {value!r} is invalid: unknown or broken placeholder "
+                               f"{exc}", id="invalid-url",
+                               hint="placeholders: {pod_ip}, {pod}, {namespace}, {port}") from exc
+        if filled == value or not ("{pod_ip}" in value or "{pod}" in value):
+            raise InvalidInput(f"--url {value!r} names no pod: use {{pod_ip}} or {{pod}}",
+                               id="invalid-url")
+        return value
+    raise InvalidInput(f"--check-via {value!r} is invalid: use proxy, pod-ip or a URL "
+                       "template such as http://{pod_ip}:8080/version", id="invalid-check-via")
+
+
+def _verify_options(mode: str, samples: int) -> VerifyOptions:
+    from deployer.health.verifier import VerifyOptions
+
+    if mode.startswith(("http://", "https://")):
+        return VerifyOptions(samples=samples, http_mode="url", url_template=mode)
+    return VerifyOptions(samples=samples, http_mode=mode)
 
 
 def _client_addresses(text: str | None) -> tuple[str, ...]:
@@ -386,10 +408,11 @@ EXPECT = typer.Option(None, "--expect-version", help="What /version must answer 
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")
 CONTAINER = typer.Option(None, "--container", help="Container to update (default: the only "
                                                    "one, or the one named like the app).")
-CHECK_VIA = typer.Option("proxy", "--check-via",
-                         help="How /version is read from each pod: proxy (through the API "
-                              "server; works from anywhere) or pod-ip (direct; needs the pod "
-                              "network).")
+CHECK_VIA = typer.Option("proxy", "--check-via", "--url",
+                         help="How /version is read from each new pod: proxy (through the "
+                              "API server; works from anywhere), pod-ip (direct; needs the pod "
+                              "network), or a URL template such as "
+                              "https://{pod_ip}:8443/version (TLS verified).")
 PROGRESS = typer.Option(None, "--progress-deadline", help="How long new pods may take to be "
                                                           "healthy (default: the Deployment's "
                                                           "progressDeadlineSeconds).")

@@ -27,7 +27,8 @@ class VerifyOptions:
     samples: int = 3
     failure_limit: int = 3
     error_limit: int = 5
-    http_mode: str = "proxy"  # "proxy" (through the API server), "pod-ip", or "off"
+    http_mode: str = "proxy"  # "proxy" (through the API server), "pod-ip", "url" or "off"
+    url_template: str | None = None  # for "url": e.g. https://{pod_ip}:8443/version
     port: int | str | None = None
     path: str = "/version"
 
@@ -121,6 +122,10 @@ class RolloutVerifier:
     def _url(self, pod: dict[str, Any], port: int | str) -> str:
         if self.options.http_mode == "proxy":
             return self.gateway.pod_proxy_path(pod["metadata"]["name"], port, self.options.path)
+        if self.options.http_mode == "url" and self.options.url_template:
+            return self.options.url_template.format(
+                pod_ip=pod["status"].get("podIP"), pod=pod["metadata"]["name"],
+                namespace=pod["metadata"].get("namespace", ""), port=port)
         return f"http://{pod['status'].get('podIP')}:{port}{self.options.path}"
 
     def new_pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]] | None:

@@ -107,6 +107,27 @@ def test_version_can_be_read_straight_from_the_pod_ips(namespace, deploy_hello, 
     assert set(answers["answers"].values()) == {"2.0.0"} and len(answers["answers"]) == 3
 
 
+def test_version_can_be_read_from_a_url_template(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    result = deployer(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v2",
+                      "--url", "http://{pod_ip}:8080/version")
+
+    assert result.code == 0, result
+    assert result.report["verifiedVersion"] == "2.0.0"
+
+
+def test_a_url_that_answers_something_else_rejects_the_release(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+
+    result = deployer(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v2",
+                      "--url", "http://{pod_ip}:8080/healthz")
+
+    assert result.code == 1, result
+    assert "'ok'" in result.report["message"]
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+
+
 def test_rerunning_a_completed_release_is_a_no_op(namespace, deploy_hello, kube):
     deploy_hello(namespace, image="hello:v2")
     before = kube.apps.read_namespaced_deployment("hello", namespace).metadata.resource_version
