@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -18,6 +19,13 @@ def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> d
         except Exception as exc:  # noqa: BLE001 - the answer is what the test inspects
             out[pod.metadata.name] = f"error: {type(exc).__name__}"
     return out
+
+
+def run_record(kube: Any, namespace: str, name: str = "hello") -> dict[str, Any] | None:
+    """The run in progress as deployer records it on the Deployment, or None."""
+    dep = kube.apps.read_namespaced_deployment(name, namespace)
+    raw = (dep.metadata.annotations or {}).get("deployer.dev/run")
+    return json.loads(raw) if raw else None
 
 
 def deployment_image(kube: Any, namespace: str, name: str = "hello") -> str:

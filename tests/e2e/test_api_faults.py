@@ -16,7 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.app_checks import deployment_image, resource_versions, versions_by_pod
+from tests.e2e.app_checks import (
+    deployment_image,
+    resource_versions,
+    run_record,
+    versions_by_pod,
+)
 from tests.e2e.deployer_cli import Background, deployer
 from tests.e2e.faultproxy import (
     FaultProxy,
@@ -40,12 +45,6 @@ def proxy(tmp_path):
     with FaultProxy() as p:
         p.env = {"KUBECONFIG": p.write_kubeconfig(tmp_path / "faults.kubeconfig")}
         yield p
-
-
-def run_record(kube, namespace) -> dict | None:
-    dep = kube.apps.read_namespaced_deployment("hello", namespace)
-    raw = (dep.metadata.annotations or {}).get("deployer.dev/run")
-    return json.loads(raw) if raw else None
 
 
 def revisions(kube, namespace) -> set[str]:

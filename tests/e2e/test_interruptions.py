@@ -16,6 +16,7 @@ from tests.e2e.app_checks import (
     ServiceClient,
     deployment_image,
     resource_versions,
+    run_record,
     versions_by_pod,
 )
 from tests.e2e.deployer_cli import Background, deployer
@@ -24,12 +25,6 @@ from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 CLIENTS = f"{CLIENT_ADDRESSES[0]}-{CLIENT_ADDRESSES[-1]}"
-
-
-def run_record(kube, namespace) -> dict | None:
-    dep = kube.apps.read_namespaced_deployment("hello", namespace)
-    raw = (dep.metadata.annotations or {}).get("deployer.dev/run")
-    return json.loads(raw) if raw else None
 
 
 def at_step(kube, namespace, position: int) -> bool:
