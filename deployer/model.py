@@ -192,11 +192,19 @@ class ScaleDeployment(Step):
 @step_type
 @dataclass(frozen=True)
 class DeleteDeployment(Step):
-    """Delete a Deployment after waiting until none of its pods is left serving."""
+    """Delete a Deployment after waiting until none of its pods is left serving.
+
+    With ``service`` set, "left serving" includes that Service's endpoints: the step
+    ends only once none of the Deployment's pods is an endpoint of it any more.
+    """
 
     deployment: str
+    service: str | None = None
 
     def describe(self) -> str:
+        if self.service:
+            return (f"delete {self.deployment} once its pods are gone from service "
+                    f"{self.service}")
         return f"delete {self.deployment} once its pods are gone"
 
 

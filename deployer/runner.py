@@ -389,10 +389,12 @@ class Runner:
             self._scale(ScaleDeployment(step.deployment, 0))
         selector = selector_of(dep)
         deadline = self.clock() + 120
+        addresses: set[str] = set()
         with self.gateway.changes(pod_selector=selector) as feed:
             while True:
-                pods = [p for p in self.gateway.list_pods(selector)
-                        if not p["metadata"].get("deletionTimestamp")]
+                listed = self.gateway.list_pods(selector)
+                addresses |= {ip for p in listed if (ip := (p.get("status") or {}).get("podIP"))}
+                pods = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
                 if not pods:
                     break
                 if self.clock() > deadline:
@@ -400,6 +402,8 @@ class Runner:
                 self.reporter.waiting(f"{len(pods)} pods of {step.deployment} still running")
                 feed.wait(self.settings.poll_interval)
                 self.checkpoint()
+        if step.service:
+            self._await_endpoints_without(step.service, addresses, deadline)
         self.gateway.delete_deployment(step.deployment)
         # Its pods already left the Service when they began to terminate; the garbage
         # collector removes the ReplicaSet and their remains in the background.
@@ -409,6 +413,24 @@ class Runner:
             self.reporter.waiting(f"deployment {step.deployment} is being deleted")
             self.pause(0.5)
         return None
+
+    def _await_endpoints_without(self, service: str, addresses: set[str],
+                                 deadline: float) -> None:
+        """Wait until none of ``addresses`` is an endpoint of ``service`` any more."""
+        while True:
+            left = self.gateway.endpoint_addresses(service) & addresses
+            if not left:
+                if addresses:
+                    # As after a selector switch: kube-proxy follows a second later.
+                    time.sleep(KUBE_PROXY_SYNC)
+                return
+            if self.clock() > deadline:
+                raise StepFailed(f"service {service} still sends traffic to "
+                                 f"{', '.join(sorted(left))}")
+            self.reporter.waiting(f"{len(left)} terminating pods still endpoints of "
+                                  f"service {service}")
+            self.pause(0.5)
+            self.checkpoint()
 
     def _service(self, name: str) -> dict[str, Any]:
         svc = self.gateway.get_service(name)

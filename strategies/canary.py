@@ -160,14 +160,14 @@ class CanaryStrategy:
                              change_cause("canary promotion", target)),
             AwaitRollout(app, target.expected_version),
             ScaleDeployment(name, 0, missing_ok=True),
-            DeleteDeployment(name),
+            DeleteDeployment(name, app),
             *restore,
         ]
         rollback: tuple[Step, ...] = (
             UndoRollout(app, state.revision, f"deployer canary of {target.image} rolled back"),
             AwaitRollout(app, state.version),
             ScaleDeployment(name, 0, missing_ok=True),
-            DeleteDeployment(name),
+            DeleteDeployment(name, app),
             *restore,
         )
         minimum = interval * len(analysed)

@@ -7,7 +7,13 @@ import threading
 import time
 from typing import Any
 
-from tests.e2e.lab import CLIENT_ADDRESSES, live_pods, version_via_pod_proxy, version_via_service
+from tests.e2e.lab import (
+    CLIENT_ADDRESSES,
+    live_pods,
+    version_via_pod_proxy,
+    version_via_service,
+    wait_for,
+)
 
 
 def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> dict[str, str]:
@@ -34,15 +40,29 @@ def deployment_image(kube: Any, namespace: str, name: str = "hello") -> str:
 
 
 def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
-    """resourceVersion of every Deployment, ReplicaSet and Service: proof that nothing changed."""
-    out = {}
-    for d in kube.apps.list_namespaced_deployment(namespace).items:
-        out[f"deployment/{d.metadata.name}"] = d.metadata.resource_version
-    for rs in kube.apps.list_namespaced_replica_set(namespace).items:
-        out[f"replicaset/{rs.metadata.name}"] = rs.metadata.resource_version
-    for s in kube.core.list_namespaced_service(namespace).items:
-        out[f"service/{s.metadata.name}"] = s.metadata.resource_version
-    return out
+    """resourceVersion of every Deployment, ReplicaSet and Service: proof that nothing changed.
+
+    Taken once the garbage collector has nothing left to do: a ReplicaSet whose Deployment
+    was deleted (background propagation) is removed by the cluster a moment later, which
+    is no one's write and would otherwise look like a change between two snapshots.
+    """
+    def snapshot() -> dict[str, str] | None:
+        out = {}
+        deployments = {d.metadata.uid: d for d in
+                       kube.apps.list_namespaced_deployment(namespace).items}
+        for d in deployments.values():
+            out[f"deployment/{d.metadata.name}"] = d.metadata.resource_version
+        for rs in kube.apps.list_namespaced_replica_set(namespace).items:
+            owners = [o.uid for o in rs.metadata.owner_references or []
+                      if o.kind == "Deployment"]
+            if owners and not any(uid in deployments for uid in owners):
+                return None  # an orphan the garbage collector is about to remove
+            out[f"replicaset/{rs.metadata.name}"] = rs.metadata.resource_version
+        for s in kube.core.list_namespaced_service(namespace).items:
+            out[f"service/{s.metadata.name}"] = s.metadata.resource_version
+        return out
+
+    return wait_for(snapshot, 60, 0.3, "the garbage collector to remove orphaned ReplicaSets")
 
 
 class ServiceClient:

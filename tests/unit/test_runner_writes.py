@@ -2,7 +2,10 @@
 
 import time
 
-from deployer.model import UpdateDeployment
+import pytest
+
+from deployer.errors import StepFailed
+from deployer.model import DeleteDeployment, UpdateDeployment
 from deployer.report import Reporter
 from deployer.runner import Runner, RunSettings
 from tests.unit.fakes import FakeGateway, deployment
@@ -41,3 +44,76 @@ def test_a_repeated_step_does_not_write_again():
     r.execute(STEP)
     r.execute(STEP)
     assert len(gw.writes) == 1
+
+
+class _Feed:
+    def __init__(self, gw: "DeletingGateway"):
+        self.gw = gw
+
+    def __enter__(self) -> "_Feed":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def wait(self, timeout: float) -> None:
+        self.gw.tick()
+
+
+class DeletingGateway(FakeGateway):
+    """Canary pods that terminate once scaled to zero, and leave the Service's endpoints
+    only `endpoint_lag` reads later, as the endpoints controller does."""
+
+    def __init__(self, endpoint_lag: int):
+        super().__init__(deployment(), deployment("hello-canary", "hello:v2", replicas=1))
+        self.endpoint_lag = endpoint_lag
+        self.terminating = False
+        self.endpoint_reads_while_listed = 0
+        self.deleted: list[str] = []
+
+    def tick(self) -> None:
+        if self.deployments["hello-canary"]["spec"]["replicas"] == 0:
+            self.terminating = True
+
+    def changes(self, **kwargs: object) -> _Feed:
+        return _Feed(self)
+
+    def list_pods(self, selector: str) -> list[dict]:
+        p = {"metadata": {"name": "hello-canary-x"}, "status": {"podIP": "10.1.0.9"}}
+        if self.terminating:
+            p["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return [p]
+
+    def endpoint_addresses(self, service: str) -> set[str]:
+        assert service == "hello"
+        if self.endpoint_lag:
+            self.endpoint_lag -= 1
+            self.endpoint_reads_while_listed += 1
+            return {"10.1.0.1", "10.1.0.9"}
+        return {"10.1.0.1"}
+
+    def delete_deployment(self, name: str) -> None:
+        assert self.endpoint_lag == 0, "deleted while its pod still received traffic"
+        self.deleted.append(name)
+        self.deployments.pop(name)
+
+
+def test_delete_waits_until_the_pods_have_left_the_service(monkeypatch):
+    monkeypatch.setattr("deployer.runner.KUBE_PROXY_SYNC", 0)
+    monkeypatch.setattr(Runner, "pause", lambda self, seconds: None)
+    gw = DeletingGateway(endpoint_lag=3)
+    runner(gw).execute(DeleteDeployment("hello-canary", "hello"))
+    assert gw.deleted == ["hello-canary"]
+    assert gw.endpoint_reads_while_listed == 3
+
+
+def test_delete_fails_when_the_service_keeps_sending_traffic_to_the_pods(monkeypatch):
+    monkeypatch.setattr("deployer.runner.KUBE_PROXY_SYNC", 0)
+    monkeypatch.setattr(Runner, "pause", lambda self, seconds: None)
+    gw = DeletingGateway(endpoint_lag=10**9)
+    r = runner(gw)
+    now = iter(range(0, 10**6, 10))
+    r.clock = lambda: float(next(now))
+    with pytest.raises(StepFailed, match="still sends traffic to 10.1.0.9"):
+        r.execute(DeleteDeployment("hello-canary", "hello"))
+    assert gw.deleted == []
