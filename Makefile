@@ -40,7 +40,7 @@ demo-app: ## deploy the hello demo app (v1) to the lab
 	lab/run kubectl rollout status deployment/hello --timeout=120s
 
 demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary to v2
-	lab/run $(VENV)/bin/deployer canary --app hello --image v2
+	lab/run $(VENV)/bin/deployer --context deployer-lab canary --app hello --image v2
 
 test: install lab-up ## all tests: unit, then end-to-end on the lab cluster
 	$(VENV)/bin/pytest tests/unit

@@ -75,7 +75,8 @@ def main() -> int:
 
         ns_a, ns_b = fresh_app(kube), fresh_app(kube)
         namespaces += [ns_a, ns_b]
-        t_dep, p = timed([DEPLOYER, "-n", ns_a, "rolling", "--app", "hello", "--image", "v9"])
+        t_dep, p = timed([DEPLOYER, "--context", "deployer-lab", "-n", ns_a, "rolling",
+                          "--app", "hello", "--image", "v9"])
         assert p.returncode == 1, p.stderr
         subprocess.run([KUBECTL, "-n", ns_b, "set", "image", "deployment/hello",
                         "hello=hello:v9"], check=True, capture_output=True)
@@ -89,8 +90,9 @@ def main() -> int:
 
         ns_c, ns_d = fresh_app(kube), fresh_app(kube)
         namespaces += [ns_c, ns_d]
-        t_dep, p = timed([sys.executable, "-c", MEASURE_RSS, DEPLOYER, "-n", ns_c, "rolling",
-                          "--app", "hello", "--image", "v2"])
+        t_dep, p = timed([sys.executable, "-c", MEASURE_RSS, DEPLOYER, "--context",
+                          "deployer-lab", "-n", ns_c, "rolling", "--app", "hello", "--image",
+                          "v2"])
         assert p.returncode == 0, p.stderr
         rss_kib = int(p.stderr.strip().splitlines()[-1])
         start = time.monotonic()

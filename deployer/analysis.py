@@ -9,6 +9,7 @@ analysis time has passed; any failed round rejects the release.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import ClusterUnreachable, StepFailed
@@ -23,7 +24,7 @@ from deployer.health.traffic import (
     unreachable,
 )
 from deployer.health.verifier import container_port, is_ready, selector_of
-from deployer.model import Measurement, Phase, VerifyTraffic
+from deployer.model import AwaitRollout, Measurement, Phase, ScaleDeployment, VerifyTraffic
 from deployer.outage import Outage
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class TrafficVerifier:
     def __init__(self, runner: Runner):
         self.runner = runner
         self.client_versions: dict[str, str] = {}  # what each client got at earlier steps
+        self.stable_size: int | None = None
 
     def _pod_versions(self, deployment: str, expected: str | None,
                       track: str) -> tuple[Measurement, list[dict[str, Any]]]:
@@ -107,6 +109,7 @@ class TrafficVerifier:
         outage = Outage(runner)
         while True:
             try:
+                step = self._follow_resize(step)
                 measurements, failures = self._round(step, failures_check)
             except ClusterUnreachable as exc:
                 outage.failed(exc)
@@ -126,6 +129,30 @@ class TrafficVerifier:
         summary = [m.message for m in measurements
                    if m.check in (SHARE, STICKY) or m.phase is Phase.INCONCLUSIVE]
         return f"{rounds} round(s) passed; " + "; ".join(dict.fromkeys(summary))
+
+    def _follow_resize(self, step: VerifyTraffic) -> VerifyTraffic:
+        """Keep a canary's weight when the stable Deployment is resized during the analysis.
+
+        An autoscaler may change the stable size at any time: the canary is scaled to the
+        pod count that keeps the step's weight, the expected share follows, and since
+        clients of removed pods meet new ones, what each client got so far is forgotten.
+        """
+        if step.weight is None or not step.old_deployment:
+            return step
+        runner = self.runner
+        canary = runner.gateway.get_deployment(step.new_deployment)
+        if canary is None:
+            return step  # the per-pod check reports it gone
+        current = int(canary["spec"].get("replicas", 1))
+        size, replicas, share = runner.replicas_for_weight(step.old_deployment, step.weight,
+                                                           current)
+        if self.stable_size is not None and size != self.stable_size:
+            self.client_versions.clear()
+        self.stable_size = size
+        if replicas != current:
+            runner.execute(ScaleDeployment(step.new_deployment, replicas))
+            runner.execute(AwaitRollout(step.new_deployment, step.new_version))
+        return replace(step, share=share)
 
     def _round(self, step: VerifyTraffic,
                failures_check: PodFailureCheck) -> tuple[list[Measurement], list[Any]]:

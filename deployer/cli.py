@@ -81,7 +81,8 @@ def global_options(
     kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
                                           help="Path of the kubeconfig (default: $KUBECONFIG, "
                                                "~/.kube/config)."),
-    context: str | None = typer.Option(None, "--context", help="Kubeconfig context to use."),
+    context: str | None = typer.Option(
+        None, "--context", help="Kubeconfig context to use (required when $CI is set)."),
     namespace: str | None = typer.Option(None, "-n", "--namespace",
                                          help="Namespace (default: the context's, else "
                                               "'default')."),
@@ -142,13 +143,27 @@ def _globals(ctx: typer.Context) -> Globals:
 SYSTEM_NAMESPACES = ("kube-system", "kube-public", "kube-node-lease")
 
 
+def _in_ci() -> bool:
+    """CI systems (GitHub Actions, GitLab CI, Jenkins via plugins, ...) set CI=true."""
+    import os
+
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def _connect(g: Globals) -> Gateway:
     """The gateway for the chosen context and namespace, after the checks that need no API
-    call: a context outside $DEPLOYER_ALLOWED_CONTEXTS or a system namespace is refused."""
+    call: a context outside $DEPLOYER_ALLOWED_CONTEXTS, no --context in CI, or a system
+    namespace is refused. The context is read once: a later `kubectl config use-context`
+    does not move a run to another cluster."""
     import os
 
     from deployer.cluster import Gateway
 
+    if _in_ci() and not g.context:
+        raise InvalidInput(
+            "running in CI (CI is set) without --context: deployer does not act on whichever "
+            "context the kubeconfig happens to have selected", id="context-required",
+            hint="pass --context NAME for the cluster this pipeline step is meant for")
     gw = Gateway(kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,
                  request_timeout=g.request_timeout, verify_tls=not g.insecure)
     if g.insecure:

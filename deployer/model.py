@@ -165,9 +165,16 @@ class UndoRollout(Step):
 @step_type
 @dataclass(frozen=True)
 class ApplyDeployment(Step):
-    """Create a Deployment from ``body`` or bring an existing one to its image and replicas."""
+    """Create a Deployment from ``body`` or bring an existing one to its image and replicas.
+
+    With ``weight`` and ``ratio_of`` set (a canary), the replica count is worked out
+    again from ``ratio_of``'s size at the time the step runs, so that a stable
+    Deployment resized since planning (by an autoscaler) keeps the planned weight.
+    """
 
     body: K8sObject
+    weight: int | None = None
+    ratio_of: str | None = None
 
     @property
     def name(self) -> str:
@@ -175,7 +182,10 @@ class ApplyDeployment(Step):
 
     def describe(self) -> str:
         image = self.body["spec"]["template"]["spec"]["containers"][0]["image"]
-        return f"apply {self.name}: {self.body['spec']['replicas']} replicas of {image}"
+        what = f"apply {self.name}: {self.body['spec']['replicas']} replicas of {image}"
+        if self.weight is not None and self.ratio_of:
+            what += f" ({self.weight}% beside {self.ratio_of})"
+        return what
 
 
 @step_type
@@ -250,6 +260,7 @@ class VerifyTraffic(Step):
     share: float
     duration: float = 0.0
     fresh_clients: tuple[int, int] = (0, 0)
+    weight: int | None = None  # a replica-ratio weight to keep if old_deployment is resized
 
     def describe(self) -> str:
         what = f"{self.share:.0%} of clients get {self.new_version}"

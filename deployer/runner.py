@@ -62,6 +62,7 @@ from deployer.model import (
 from deployer.outage import Outage
 from deployer.record import Journal
 from deployer.report import Reporter
+from deployer.weights import split
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
@@ -346,6 +347,12 @@ class Runner:
 
     def _apply(self, step: ApplyDeployment) -> str | None:
         body = step.body
+        if step.weight is not None and step.ratio_of:
+            _, replicas, _ = self.replicas_for_weight(step.ratio_of, step.weight,
+                                                      body["spec"]["replicas"])
+            if replicas != body["spec"]["replicas"]:
+                body = copy.deepcopy(body)
+                body["spec"]["replicas"] = replicas
         existing = self.gateway.get_deployment(step.name)
         if existing is None:
             try:
@@ -368,6 +375,21 @@ class Runner:
             return dep
 
         return None if self._write(step.name, change) else "already as planned"
+
+    def replicas_for_weight(self, stable: str, weight: int,
+                            planned: int) -> tuple[int, int, float]:
+        """Canary pods for ``weight`` beside ``stable`` as it is now, saying so if that
+        differs from the plan (the stable Deployment was resized, e.g. by an autoscaler).
+
+        Returns the stable size, the canary pod count and the share it gives.
+        """
+        size = int(self._read(stable)["spec"].get("replicas", 1))
+        replicas, share = split(size, weight)
+        if replicas != planned:
+            self.reporter.note(f"{stable} now has {size} replicas: {replicas} canary pods "
+                               f"(instead of {planned}) keep the weight at {weight}% "
+                               f"({share:.0%} of new clients)")
+        return size, replicas, share
 
     def _scale(self, step: ScaleDeployment) -> str | None:
         if step.missing_ok and self.gateway.get_deployment(step.deployment) is None:

@@ -4,7 +4,9 @@ The weight is the share of replicas: with the stable Deployment left at its size
 ``c`` canary pods receive about c / (S + c) of new clients, and the Service's
 ``sessionAffinity: ClientIP`` keeps each client on the version it first met. Only
 some shares are achievable with whole pods, so the plan says which one it will
-really run (20 % of 3 stable pods is 1 canary pod of 4, i.e. 25 %).
+really run (20 % of 3 stable pods is 1 canary pod of 4, i.e. 25 %). When something
+else (an autoscaler) resizes the stable Deployment during the run, the runner sizes the
+canary again for the same weight, at each step and between analysis rounds.
 """
 
 from __future__ import annotations
@@ -29,20 +31,10 @@ from deployer.model import (
     VerifyTraffic,
 )
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
+from deployer.weights import split
 
 DEFAULT_STEPS = (25, 50, 100)
 CANARY_OF = "deployer.dev/canary-of"
-
-
-def split(stable: int, percent: int) -> tuple[int, float]:
-    """The canary pod count whose share c / (stable + c) comes closest to ``percent``.
-
-    At least one canary pod (a canary of nothing verifies nothing); ties go to fewer pods.
-    """
-    wanted = percent / 100
-    best = min(range(1, max(1, stable) * 10 + 1),
-               key=lambda c: (abs(c / (stable + c) - wanted), c))
-    return best, best / (stable + best)
 
 
 def canary_name(app: str) -> str:
@@ -146,10 +138,11 @@ class CanaryStrategy:
             fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
             steps += [
                 ApplyDeployment(canary_body(stable, name, state.container, str(target.image),
-                                            pods, target.expected_version)),
+                                            pods, target.expected_version),
+                                weight=weight, ratio_of=app),
                 AwaitRollout(name, target.expected_version),
                 VerifyTraffic(app, name, target.expected_version, app, state.version, share,
-                              interval, fresh),
+                              interval, fresh, weight=weight),
             ]
         if options.get("until_gate"):
             steps.append(Gate(f"canary at {share:.0%}"))

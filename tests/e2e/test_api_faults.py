@@ -332,6 +332,60 @@ def test_a_context_outside_the_allow_list_is_refused(namespace):
     assert "not in DEPLOYER_ALLOWED_CONTEXTS" in result.stderr
 
 
+def test_in_ci_a_context_must_be_named_and_nothing_is_read_before(namespace, deploy_hello,
+                                                                  kube):
+    deploy_hello(namespace)
+    before = resource_versions(kube, namespace)
+
+    # Not even the kubeconfig is read: the one named here does not exist.
+    refused = deployer(namespace, "rolling", "--app", "hello", "--image", "v2",
+                       env={"CI": "true", "KUBECONFIG": "/nonexistent/kubeconfig"})
+    assert refused.code == 2, refused
+    assert "without --context" in refused.stderr and "--context NAME" in refused.stderr
+    assert resource_versions(kube, namespace) == before
+
+    named = deployer(namespace, "--context", "deployer-lab", "-o", "json", "status", "--app",
+                     "hello", env={"CI": "true"})
+    assert named.code == 0, named
+    assert named.report["deployments"][0]["image"].endswith("hello:v1")
+
+
+def test_use_context_during_a_run_does_not_move_it_to_another_cluster(namespace,
+                                                                      deploy_hello, kube,
+                                                                      tmp_path):
+    import os
+
+    import yaml
+
+    deploy_hello(namespace)
+    config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
+    # A second context whose server is a closed port on loopback.
+    config["clusters"].append({"name": "elsewhere",
+                               "cluster": {"server": "https://127.0.0.1:1"}})
+    config["contexts"].append({"name": "elsewhere",
+                               "context": {"cluster": "elsewhere",
+                                           "user": config["contexts"][0]["context"]["user"]}})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    run = Background(namespace, "--kubeconfig", str(kubeconfig), "-o", "json", "canary",
+                     "--app", "hello", "--image", "v2", "--weight", "50", "--interval", "20s",
+                     "--client-addresses", CLIENTS)
+    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
+             "the analysis step")
+
+    config["current-context"] = "elsewhere"  # what `kubectl config use-context` writes
+    kubeconfig.write_text(yaml.safe_dump(config))
+    result = run.wait(300)
+
+    assert result.code == 0, result
+    assert result.report["verdict"] == "promoted"
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+    # and the file really does point elsewhere now
+    moved = deployer(namespace, "--kubeconfig", str(kubeconfig), "status", "--app", "hello",
+                     "--request-timeout", "3s")
+    assert moved.code == 69, moved
+
+
 def test_an_untrusted_api_certificate_is_refused_not_downgraded(namespace, deploy_hello, kube,
                                                                tmp_path):
     import base64

@@ -4,10 +4,11 @@ runs a canary, Then ..."""
 from __future__ import annotations
 
 import pytest
+from kubernetes import client
 
-from tests.e2e.app_checks import deployment_image, resource_versions, versions_by_pod
-from tests.e2e.deployer_cli import deployer
-from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service
+from tests.e2e.app_checks import deployment_image, resource_versions, run_record, versions_by_pod
+from tests.e2e.deployer_cli import Background, deployer
+from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -143,3 +144,38 @@ def test_rollback_after_a_promoted_canary_restores_v1(namespace, deploy_hello, k
     assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
     again = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
     assert again.code == 0 and again.report["verdict"] == "no-op", again
+
+
+@pytest.mark.timeout(600)
+def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
+                     "--steps", "25,50,100", "--interval", "60s", "--client-addresses", CLIENTS)
+    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
+             "the first analysis step")
+    # A real HorizontalPodAutoscaler: below its minimum the controller scales the target
+    # up without needing any metric.
+    client.AutoscalingV1Api(kube.api_client).create_namespaced_horizontal_pod_autoscaler(
+        namespace, {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "hello"},
+                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                "name": "hello"},
+                             "minReplicas": 6, "maxReplicas": 6}})
+    wait_for(lambda: kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 6,
+             60, 0.5, "the autoscaler to resize hello")
+    assert (run_record(kube, namespace) or {}).get("position") == 2, \
+        "the resize must happen during the first analysis step"
+
+    result = run.wait(420)
+
+    assert result.code == 0, result
+    notes = result.report["notes"]
+    # 25 % beside 6 stable pods is 2 canary pods, and 50 % is 6 instead of the planned 3
+    assert any("hello now has 6 replicas: 2 canary pods (instead of 1)" in n for n in notes), notes
+    assert any("hello now has 6 replicas: 6 canary pods (instead of 3)" in n for n in notes), notes
+    checks = {c["check"]: c for c in result.report["checks"]}
+    assert checks["traffic-share"]["phase"] == "Successful"
+    dep = kube.apps.read_namespaced_deployment("hello", namespace)
+    assert dep.spec.replicas == 6
+    assert sorted(versions_by_pod(kube, namespace).values()) == ["2.0.0"] * 6
+    assert not canary_exists(kube, namespace)

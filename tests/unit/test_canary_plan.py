@@ -65,6 +65,11 @@ def test_plan_has_one_analysed_step_per_weight_below_100_then_promotion():
     assert plan.steps[2].fresh_clients == (0, 20) and plan.steps[5].fresh_clients == (20, 40)
     assert any("25% requested -> 1 canary + 3 stable pods = 25%" in n for n in plan.notes)
     assert any("minimum duration: 20s" in n for n in plan.notes)
+    # the weight travels with the steps, so a resized stable Deployment keeps it
+    assert (first.weight, first.ratio_of, plan.steps[2].weight) == (25, "hello", 25)
+    assert (second.weight, plan.steps[5].weight) == (50, 50)
+    # the canary leaves the Service's endpoints before it is deleted, on both paths
+    assert plan.steps[-1].service == "hello" and plan.rollback[-1].service == "hello"
 
 
 def test_canary_pods_are_labelled_and_selected_apart_from_stable():

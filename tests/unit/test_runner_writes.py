@@ -5,7 +5,7 @@ import time
 import pytest
 
 from deployer.errors import StepFailed
-from deployer.model import DeleteDeployment, UpdateDeployment
+from deployer.model import ApplyDeployment, DeleteDeployment, UpdateDeployment
 from deployer.report import Reporter
 from deployer.runner import Runner, RunSettings
 from tests.unit.fakes import FakeGateway, deployment
@@ -117,3 +117,32 @@ def test_delete_fails_when_the_service_keeps_sending_traffic_to_the_pods(monkeyp
     with pytest.raises(StepFailed, match="still sends traffic to 10.1.0.9"):
         r.execute(DeleteDeployment("hello-canary", "hello"))
     assert gw.deleted == []
+
+
+class CreatingGateway(FakeGateway):
+    def create_deployment(self, body: dict) -> dict:
+        self.writes.append(("create", body))
+        self.deployments[body["metadata"]["name"]] = body
+        return body
+
+
+def canary_step(planned: int, weight: int) -> ApplyDeployment:
+    body = deployment("hello-canary", "hello:v2", replicas=planned)
+    return ApplyDeployment(body, weight=weight, ratio_of="hello")
+
+
+def test_a_canary_is_sized_from_the_stable_deployment_as_it_is_when_the_step_runs():
+    gw = CreatingGateway(deployment(replicas=6))  # planned beside 3, resized to 6 since
+    r = runner(gw)
+    r.execute(canary_step(planned=1, weight=25))
+    assert gw.deployments["hello-canary"]["spec"]["replicas"] == 2
+    assert any("hello now has 6 replicas: 2 canary pods (instead of 1)" in n
+               for n in r.reporter.notes)
+
+
+def test_a_canary_beside_an_unchanged_stable_deployment_gets_the_planned_size():
+    gw = CreatingGateway(deployment(replicas=3))
+    r = runner(gw)
+    r.execute(canary_step(planned=1, weight=25))
+    assert gw.deployments["hello-canary"]["spec"]["replicas"] == 1
+    assert r.reporter.notes == []
