@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 
 from deployer import __version__
@@ -763,13 +762,17 @@ def run(argv: list[str] | None = None) -> int:
     output_json = "json" in (argv if argv is not None else sys.argv[1:])
     try:
         result = app(args=argv, standalone_mode=False, prog_name="deployer")
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # a usage error: unknown option, missing value, ...
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()  # the usage line, the error, and where to find help
+        else:
+            print(f"error: {exc.format_message()}", file=sys.stderr)
         return int(ExitCode.INVALID)
     except DeployerError as exc:
         print(f"error: {exc}", file=sys.stderr)

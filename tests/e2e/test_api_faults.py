@@ -381,8 +381,8 @@ def test_use_context_during_a_run_does_not_move_it_to_another_cluster(namespace,
     assert result.report["verdict"] == "promoted"
     assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
     # and the file really does point elsewhere now
-    moved = deployer(namespace, "--kubeconfig", str(kubeconfig), "status", "--app", "hello",
-                     "--request-timeout", "3s")
+    moved = deployer(namespace, "--kubeconfig", str(kubeconfig), "--request-timeout", "3s",
+                     "status", "--app", "hello")
     assert moved.code == 69, moved
 
 
