@@ -282,6 +282,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         if progress_deadline else None
     clients = _client_addresses(options.pop("client_addresses", None))
     options["clients"] = len(clients)
+    atomic = bool(options.pop("atomic", False))
     started = time.monotonic()
 
     from deployer import strategy as strategies
@@ -340,7 +341,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                    verify=_verify_options(options.get("http_mode", "proxy"),
                                                           samples),
-                                   client_addresses=clients)
+                                   client_addresses=clients, atomic=atomic)
             runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
             outcome = runner.run(resumed, Journal(gw, state.deployment_name, in_progress),
                                  start=in_progress.position or 0)
@@ -362,7 +363,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                                verify=_verify_options("off" if no_version_check else
                                                       options.get("http_mode", "proxy"),
                                                       samples),
-                               client_addresses=clients)
+                               client_addresses=clients, atomic=atomic)
         runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = runner.run(plan, journal)
         return _finish(reporter, outcome)
@@ -427,6 +428,10 @@ CHECK_VIA = typer.Option("proxy", "--check-via", "--url",
                               "API server; works from anywhere), pod-ip (direct; needs the pod "
                               "network), or a URL template such as "
                               "https://{pod_ip}:8443/version (TLS verified).")
+ATOMIC = typer.Option(False, "--atomic", help="On SIGINT/SIGTERM (a cancelled CI job), roll "
+                                               "back before exiting 130 instead of stopping "
+                                               "where the run is; a second signal stops at "
+                                               "once.")
 PROGRESS = typer.Option(None, "--progress-deadline", help="How long new pods may take to be "
                                                           "healthy (default: the Deployment's "
                                                           "progressDeadlineSeconds).")
@@ -446,6 +451,7 @@ def rolling(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
@@ -461,7 +467,7 @@ def rolling(
     return _deploy(ctx, "rolling", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
                    {"max_surge": surge, "max_unavailable": unavailable,
-                    "http_mode": _check_via(check_via)})
+                    "http_mode": _check_via(check_via), "atomic": atomic})
 
 
 @app.command()
@@ -476,6 +482,7 @@ def recreate(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
@@ -483,7 +490,7 @@ def recreate(
     _lock_options(ctx, force, wait_for_lock)
     return _deploy(ctx, "recreate", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
-                   {"http_mode": _check_via(check_via)})
+                   {"http_mode": _check_via(check_via), "atomic": atomic})
 
 
 @app.command()
@@ -632,6 +639,7 @@ def canary(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
@@ -652,7 +660,7 @@ def canary(
                    {"steps": weights, "interval": parse_duration(interval, "--interval",
                                                                  allow_zero=True),
                     "until_gate": until_gate, "client_addresses": client_addresses,
-                    "http_mode": _check_via(check_via)},
+                    "http_mode": _check_via(check_via), "atomic": atomic},
                    samples=samples)
 
 
@@ -674,6 +682,7 @@ def blue_green(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
@@ -689,11 +698,11 @@ def blue_green(
                    {"preview_replicas": preview,
                     "keep_old": parse_duration(keep_old, "--keep-old", allow_zero=True),
                     "until_gate": until_gate, "client_addresses": client_addresses,
-                    "http_mode": _check_via(check_via)})
+                    "http_mode": _check_via(check_via), "atomic": atomic})
 
 
 def _resume(ctx: typer.Context, app_name: str, action: str,
-            client_addresses: str | None) -> int:
+            client_addresses: str | None, atomic: bool = False) -> int:
     """promote / abort: continue or undo a run recorded in the cluster by another process."""
     g = _globals(ctx)
     validate_app_name(app_name)
@@ -726,7 +735,8 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                       from_image=record.from_image, to_image=record.to_image,
                       from_version=record.from_version, expected_version=record.expected_version)
-        settings = RunSettings(deadline=started + g.timeout, client_addresses=clients)
+        settings = RunSettings(deadline=started + g.timeout, client_addresses=clients,
+                               atomic=atomic)
         journal = Journal(gw, app_name, record)
         runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":
@@ -738,11 +748,11 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 
 @app.command()
 def promote(ctx: typer.Context, app_name: str = APP,
-            client_addresses: str | None = CLIENTS, force: bool = FORCE,
-            wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
+            client_addresses: str | None = CLIENTS, atomic: bool = ATOMIC,
+            force: bool = FORCE, wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
     """Continue a run paused at a promotion gate (from any machine, any time)."""
     _lock_options(ctx, force, wait_for_lock)
-    return _resume(ctx, app_name, "promote", client_addresses)
+    return _resume(ctx, app_name, "promote", client_addresses, atomic)
 
 
 @app.command()

@@ -2,7 +2,8 @@
 
 The first signal only sets a flag; the runner looks at it between steps and in every
 wait, records "interrupted" in the cluster and exits 130 with the command to continue
-or roll back. A second signal stops at once.
+or roll back. With ``--atomic`` the run first rolls back (bounded in time) and then
+exits 130. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ from deployer.errors import Interrupted
 class StopFlag:
     def __init__(self) -> None:
         self.reason: str | None = None
+        self.signals = 0
+        self.acknowledged = False
         self._old: dict[int, object] = {}
 
     def check(self) -> None:
-        if self.reason is not None:
+        if self.reason is not None and not self.acknowledged:
             raise Interrupted(f"interrupted by {self.reason}")
+
+    def acknowledge(self) -> None:
+        """The first signal is being acted on (``--atomic`` rolls back): safe points pass
+        again; a second signal still stops at once."""
+        self.acknowledged = True
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
+        self.signals += 1
         if self.reason is not None:
             raise Interrupted(f"interrupted by a second {name}")
         self.reason = name

@@ -78,6 +78,10 @@ class RunSettings:
     verify: VerifyOptions = VerifyOptions()
     poll_interval: float = 2.0
     client_addresses: tuple[str, ...] = ()
+    atomic: bool = False  # on SIGINT/SIGTERM, roll back before exiting
+
+
+ATOMIC_ROLLBACK_BUDGET = 300.0  # seconds an --atomic rollback may take after a signal
 
 
 class Runner:
@@ -120,6 +124,8 @@ class Runner:
         except LockHeld:
             raise  # someone else owns the app now: not one more write
         except Interrupted:
+            if self.settings.atomic and self.stop is not None and self.stop.signals == 1:
+                return self._atomic_rollback(plan, journal)
             journal_safe(journal, phase="interrupted")
             return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
                            f"interrupted during: {journal.record.step}; nothing was rolled back",
@@ -167,7 +173,39 @@ class Runner:
         return Outcome(Verdict.ROLLED_BACK, ExitCode.OK, f"rolled back: {why}",
                        verified_version=self.verified_version)
 
-    def _rollback_steps(self, plan: Plan, journal: Journal) -> str | None:
+    def _atomic_rollback(self, plan: Plan, journal: Journal) -> Outcome:
+        """--atomic: a signal stopped the run at a safe point; undo it before exiting."""
+        assert self.stop is not None
+        self.stop.acknowledge()
+        reason = self.stop.reason
+        app = f"--app {plan.app.name} -n {plan.app.namespace}"
+        self.reporter.heading(f"Interrupted by {reason}: --atomic, rolling back before exiting "
+                              "(a second signal stops at once)")
+        journal_safe(journal, phase="rolling-back", message=f"interrupted by {reason}; "
+                                                            "--atomic rollback")
+        self.verified_version = None
+        self.settings.deadline = self.clock() + ATOMIC_ROLLBACK_BUDGET
+        try:
+            failed = self._rollback_steps(plan, journal, interruptible=True)
+        except Interrupted:
+            journal_safe(journal, phase="interrupted")
+            return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
+                           f"interrupted again during the --atomic rollback, at: "
+                           f"{journal.record.step}", next_command=f"deployer rollback {app}")
+        if failed:
+            return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE,
+                           f"interrupted by {reason}, and the --atomic rollback failed: {failed}",
+                           next_command=f"deployer status {app}")
+        message = f"interrupted by {reason}; --atomic: rolled back"
+        journal.finish(phase="done", verdict=Verdict.ROLLED_BACK.value, message=message,
+                       verified_version=self.verified_version)
+        if self.verified_version:
+            message += f", {self.verified_version} is serving"
+        return Outcome(Verdict.ROLLED_BACK, ExitCode.INTERRUPTED, message,
+                       verified_version=self.verified_version)
+
+    def _rollback_steps(self, plan: Plan, journal: Journal, *,
+                        interruptible: bool = False) -> str | None:
         """Run the plan's rollback steps; return why they failed (recorded), or None."""
         try:
             for step in plan.rollback:
@@ -176,6 +214,8 @@ class Runner:
         except LockHeld:
             raise  # the app belongs to another run now: not one more write
         except (StepFailed, DeployerError) as exc:
+            if interruptible and isinstance(exc, Interrupted):
+                raise
             message = exc.message
             journal_safe(journal, phase="failed", verdict=Verdict.UNSAFE.value,
                          message=f"rollback failed: {message}", finish=True)

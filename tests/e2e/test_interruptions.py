@@ -94,6 +94,32 @@ def test_a_signal_stops_at_a_safe_point_records_it_and_releases_the_lock(namespa
     assert again.code == 0 and again.report["verdict"] == "no-op", again
 
 
+def test_with_atomic_a_cancelled_ci_job_rolls_a_canary_back_before_exiting(namespace,
+                                                                           deploy_hello, kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
+                     "--weight", "50", "--interval", "120s", "--atomic",
+                     "--client-addresses", CLIENTS)
+    wait_for(lambda: at_step(kube, namespace, 2), 90, 0.3, "the analysis step")
+    with ServiceClient(kube, namespace) as traffic:
+        run.proc.send_signal(signal.SIGTERM)
+        result = run.wait(120)
+
+    assert result.code == 130, result
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "rolled-back"
+    assert "interrupted by SIGTERM; --atomic: rolled back" in report["message"]
+    assert traffic.errors == [], "the stable version keeps serving throughout"
+    names = [d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items]
+    assert names == ["hello"], "the canary is gone"
+    assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
+    assert {version_via_service(namespace, "hello", ip, kube=kube)
+            for ip in CLIENT_ADDRESSES} == {"1.0.0"}
+    status = deployer(namespace, "-o", "json", "status", "--app", "hello").report
+    assert status["runInProgress"] is None and status["lock"] is None
+    assert status["lastRun"]["verdict"] == "rolled-back"
+
+
 def test_a_killed_runs_lock_expires_and_is_taken_over_without_surgery(namespace, deploy_hello,
                                                                      kube):
     deploy_hello(namespace)
