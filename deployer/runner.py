@@ -283,6 +283,9 @@ class Runner:
             # is rejected like any other failure, without a retry.
             self.reporter.step_finished(record, "failed", exc.message)
             raise StepFailed(f"the API server refused the change: {exc.message}") from exc
+        except Interrupted as exc:
+            self.reporter.step_finished(record, "interrupted", exc.message)
+            raise
         except DeployerError as exc:
             self.reporter.step_finished(record, "error", exc.message)
             raise
