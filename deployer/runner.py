@@ -486,8 +486,7 @@ class Runner:
             left = self.gateway.endpoint_addresses(service) & addresses
             if not left:
                 if addresses:
-                    # As after a selector switch: kube-proxy follows a second later.
-                    time.sleep(KUBE_PROXY_SYNC)
+                    self._let_kube_proxy_follow()
                 return
             if self.clock() > deadline:
                 raise StepFailed(f"service {service} still sends traffic to "
@@ -495,7 +494,12 @@ class Runner:
             self.reporter.waiting(f"{len(left)} terminating pods still endpoints of "
                                   f"service {service}")
             self.pause(0.5)
-            self.checkpoint()
+
+    @staticmethod
+    def _let_kube_proxy_follow() -> None:
+        """kube-proxy applies an endpoints change about a second later (its iptables sync);
+        that moment cannot be observed through the API, so it is waited for."""
+        time.sleep(KUBE_PROXY_SYNC)
 
     def _service(self, name: str) -> dict[str, Any]:
         svc = self.gateway.get_service(name)
@@ -566,9 +570,7 @@ class Runner:
                       if is_ready(p) and not p["metadata"].get("deletionTimestamp")}
             have = self.gateway.endpoint_addresses(step.service)
             if wanted and have == wanted:
-                # kube-proxy applies endpoint changes about a second later (iptables sync
-                # period); that moment cannot be observed through the API, so it is waited.
-                time.sleep(KUBE_PROXY_SYNC)
+                self._let_kube_proxy_follow()
                 return f"endpoints are the {len(have)} selected pods"
             self.reporter.waiting(f"service endpoints {len(have)}, selected Ready pods "
                                   f"{len(wanted)}")
