@@ -6,31 +6,144 @@ invalid image name). Others are only final when they persist, because a healthy
 rollout shows them too, briefly: a container that crashes once and then runs, a
 config map cache that syncs a second late, a pod waiting a moment for room on a
 node. Those are tracked by how long they have been seen.
+
+The reasons are a table, ``RULES``: one row per reason, saying where it is seen
+and when it becomes final. Small functions turn pods and the Deployment into
+observations (pod, container, reason, message, image, exit code); one loop looks
+each observation up in the table and remembers since when the persisting ones
+have been seen. A reason that disappears is forgotten: if it comes back, it
+starts again from zero.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
+from itertools import chain
 from typing import Any
 
 from deployer.model import Measurement, Phase, PodFailure
 
 CHECK = "pod-failures"
 
-FINAL_WAITING = {"InvalidImageName", "ErrImageNeverPull", "ImagePullBackOff"}
 PULL_NOT_FOUND = ("not found", "failed to resolve reference", "pull access denied",
                   "manifest unknown", "repository does not exist", "no such host")
-# reason -> seconds it must persist before it is final
-PERSISTENT = {
-    "ErrImagePull": 10.0,
-    "CreateContainerConfigError": 15.0,
-    "CreateContainerError": 15.0,
-    "RunContainerError": 15.0,
-    "Unschedulable": 10.0,
-    "ReplicaFailure": 10.0,
-}
-TRANSIENT_FAILED_PHASE = {"Evicted", "Preempting", "Shutdown", "NodeShutdown", "Terminated"}
+
+Key = tuple[str, str | None, str]
+
+
+class Seen(Enum):
+    """Where a reason is seen."""
+
+    WAITING = "container waiting reason"
+    POD_FAILED = "pod phase Failed"
+    UNSCHEDULED = "PodScheduled condition False"
+    DEPLOYMENT = "Deployment condition True"
+
+
+class Final(Enum):
+    """When a reason is final, that is, rejects the release."""
+
+    AT_ONCE = "at once"
+    PERSISTING = "once it has persisted for the rule's seconds"
+    RESTARTING = "once the container has restarted crashloop_restarts times"
+    NEVER = "never"
+
+
+ANY = "*"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the table: a reason, where it is seen, and when it is final."""
+
+    reason: str
+    seen: Seen
+    final: Final
+    seconds: float = 0.0
+    # final at once, persisting or not, when the message says one of these
+    at_once_if: tuple[str, ...] = ()
+    # what a reason that is not final yet is reported as
+    pending: str = "{where} {reason} for {age:.0f}s"
+    # report how the container last exited rather than the waiting message
+    explain_exit: bool = False
+
+    def matches(self, message: str) -> bool:
+        lowered = message.lower()
+        return any(m in lowered for m in self.at_once_if)
+
+
+# A reason without a row where it is seen is no failure; ANY is every reason seen
+# there without a row of its own.
+RULES: tuple[Rule, ...] = (
+    Rule("InvalidImageName", Seen.WAITING, Final.AT_ONCE),
+    Rule("ErrImageNeverPull", Seen.WAITING, Final.AT_ONCE),
+    Rule("ImagePullBackOff", Seen.WAITING, Final.AT_ONCE),
+    Rule("ErrImagePull", Seen.WAITING, Final.PERSISTING, 10.0, at_once_if=PULL_NOT_FOUND),
+    Rule("CreateContainerConfigError", Seen.WAITING, Final.PERSISTING, 15.0),
+    Rule("CreateContainerError", Seen.WAITING, Final.PERSISTING, 15.0),
+    Rule("RunContainerError", Seen.WAITING, Final.PERSISTING, 15.0),
+    Rule("CrashLoopBackOff", Seen.WAITING, Final.RESTARTING,
+         pending="{where} crashed once (exit {exit_code})", explain_exit=True),
+    Rule("ContainerCreating", Seen.WAITING, Final.NEVER),
+    Rule("PodInitializing", Seen.WAITING, Final.NEVER),
+    Rule("Unschedulable", Seen.UNSCHEDULED, Final.PERSISTING, 10.0,
+         pending="{where} unschedulable for {age:.0f}s"),
+    Rule("ReplicaFailure", Seen.DEPLOYMENT, Final.PERSISTING, 10.0,
+         pending="cannot create pods for {age:.0f}s: {detail}"),
+    # a pod that failed for one of these is replaced, not the release's fault
+    Rule("Evicted", Seen.POD_FAILED, Final.NEVER),
+    Rule("Preempting", Seen.POD_FAILED, Final.NEVER),
+    Rule("Shutdown", Seen.POD_FAILED, Final.NEVER),
+    Rule("NodeShutdown", Seen.POD_FAILED, Final.NEVER),
+    Rule("Terminated", Seen.POD_FAILED, Final.NEVER),
+    Rule(ANY, Seen.POD_FAILED, Final.AT_ONCE),
+)
+_BY_REASON = {(r.seen, r.reason): r for r in RULES}
+
+
+def rule_for(seen: Seen, reason: str) -> Rule | None:
+    """The row for a reason, else the row for any reason seen there; None: not a failure."""
+    return _BY_REASON.get((seen, reason)) or _BY_REASON.get((seen, ANY))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One reason seen on a pod, one of its containers, or the Deployment."""
+
+    seen: Seen
+    pod: str
+    container: str | None
+    reason: str
+    message: str
+    image: str | None = None
+    exit_code: int | None = None
+    restarts: int = 0
+    # how the container last exited, if it has
+    last_exit: str | None = None
+    # the cause a condition names, reported instead of the reason
+    cause: str | None = None
+    # the condition's message as given, for the report while it persists
+    detail: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.pod}/{self.container}" if self.seen is Seen.WAITING else self.pod
+
+    def key(self, rule: Rule) -> Key:
+        return (self.pod, self.container if self.seen is Seen.WAITING else "", rule.reason)
+
+    def note(self, rule: Rule, age: float = 0.0) -> str:
+        return rule.pending.format(where=self.where, reason=self.reason, age=age,
+                                   exit_code=self.exit_code, detail=self.detail)
+
+    def failure(self, rule: Rule) -> PodFailure:
+        message = self.message
+        if rule.explain_exit and self.last_exit is not None:
+            message = self.last_exit
+        return PodFailure(self.pod, self.container, self.cause or self.reason, message,
+                          image=self.image, exit_code=self.exit_code)
 
 
 def _containers(pod: dict[str, Any]) -> Iterable[dict[str, Any]]:
@@ -47,102 +160,137 @@ def _image_of(pod: dict[str, Any], container: str) -> str | None:
     return None
 
 
+def _last_exit(cs: dict[str, Any], last: dict[str, Any]) -> str | None:
+    if last.get("exitCode") is None:
+        return None
+    return (f"container exited with code {last.get('exitCode')}"
+            f" ({last.get('reason', 'Error')}), restarted "
+            f"{cs.get('restartCount', 0)} times")
+
+
+def _waiting(pod: dict[str, Any], name: str) -> Iterator[Observation]:
+    for cs in _containers(pod):
+        container = cs.get("name", "")
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if not waiting.get("reason"):
+            continue
+        last = (cs.get("lastState") or {}).get("terminated") or {}
+        yield Observation(Seen.WAITING, name, container, waiting["reason"],
+                          waiting.get("message") or "",
+                          image=_image_of(pod, container) or cs.get("image"),
+                          exit_code=last.get("exitCode"), restarts=cs.get("restartCount", 0),
+                          last_exit=_last_exit(cs, last))
+
+
+def _unscheduled(status: dict[str, Any], name: str) -> Iterator[Observation]:
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+            yield Observation(Seen.UNSCHEDULED, name, None, cond.get("reason") or "",
+                              cond.get("message") or "unschedulable")
+
+
+def _failed(status: dict[str, Any], name: str) -> Observation:
+    return Observation(Seen.POD_FAILED, name, None, status.get("reason") or "Failed",
+                       status.get("message") or "pod failed")
+
+
+def pod_observations(pod: dict[str, Any]) -> Iterator[Observation]:
+    """What a pod shows, in order: its phase if Failed, else scheduling, then containers."""
+    name = pod["metadata"]["name"]
+    if pod["metadata"].get("deletionTimestamp"):
+        return
+    status = pod.get("status") or {}
+    if status.get("phase") == "Failed":
+        yield _failed(status, name)
+        return
+    yield from _unscheduled(status, name)
+    yield from _waiting(pod, name)
+
+
+def deployment_observations(deployment: dict[str, Any] | None) -> Iterator[Observation]:
+    if deployment is None:
+        return
+    for cond in (deployment.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            yield Observation(Seen.DEPLOYMENT, deployment["metadata"]["name"], None,
+                              "ReplicaFailure", cond.get("message") or "",
+                              cause=cond.get("reason"), detail=str(cond.get("message", "")))
+
+
+@dataclass
+class _Persistence:
+    """Since when each persisting reason has been seen, as of one evaluation."""
+
+    first_seen: dict[Key, float]
+    now: float
+    seen: set[Key] = field(default_factory=set)
+
+    def age(self, key: Key) -> float:
+        self.seen.add(key)
+        return self.now - self.first_seen.setdefault(key, self.now)
+
+    def forget_unseen(self) -> None:
+        for key in list(self.first_seen):
+            if key not in self.seen:
+                del self.first_seen[key]
+
+
+def _measurement(pods: list[dict[str, Any]], failures: list[PodFailure],
+                 pending: list[str]) -> Measurement:
+    if failures:
+        first = failures[0]
+        what = f"{first.pod}/{first.container}" if first.container else first.pod
+        image = f" (image {first.image})" if first.image else ""
+        return Measurement(CHECK, Phase.FAILED,
+                           f"{what}: {first.reason}{image}: {first.message}".rstrip(": "),
+                           {"failures": [f.to_json() for f in failures]})
+    if pending:
+        return Measurement(CHECK, Phase.RUNNING, "; ".join(pending))
+    return Measurement(CHECK, Phase.SUCCESSFUL, f"no failure reason on {len(pods)} pods")
+
+
 @dataclass
 class PodFailureCheck:
     """Stateful across evaluations so that persistence can be measured."""
 
     clock: Callable[[], float]
     crashloop_restarts: int = 1
-    _first_seen: dict[tuple[str, str, str], float] = field(default_factory=dict)
+    _first_seen: dict[Key, float] = field(default_factory=dict)
 
     def evaluate(self, pods: list[dict[str, Any]],
                  deployment: dict[str, Any] | None = None) -> tuple[Measurement, list[PodFailure]]:
-        now = self.clock()
-        seen: set[tuple[str, str, str]] = set()
+        memory = _Persistence(self._first_seen, self.clock())
         failures: list[PodFailure] = []
         pending: list[str] = []
-
-        def persisted(key: tuple[str, str, str]) -> float:
-            seen.add(key)
-            return now - self._first_seen.setdefault(key, now)
-
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            if pod["metadata"].get("deletionTimestamp"):
+        observations = chain(chain.from_iterable(pod_observations(p) for p in pods),
+                             deployment_observations(deployment))
+        for obs in observations:
+            rule = rule_for(obs.seen, obs.reason)
+            if rule is None:
                 continue
-            status = pod.get("status") or {}
-            if status.get("phase") == "Failed":
-                if status.get("reason") not in TRANSIENT_FAILED_PHASE:
-                    failures.append(PodFailure(name, None, status.get("reason") or "Failed",
-                                               status.get("message") or "pod failed"))
-                continue
-            for cond in status.get("conditions") or []:
-                if (cond.get("type") == "PodScheduled" and cond.get("status") == "False"
-                        and cond.get("reason") == "Unschedulable"):
-                    key = (name, "", "Unschedulable")
-                    age = persisted(key)
-                    if age >= PERSISTENT["Unschedulable"]:
-                        failures.append(PodFailure(name, None, "Unschedulable",
-                                                   cond.get("message") or "unschedulable"))
-                    else:
-                        pending.append(f"{name} unschedulable for {age:.0f}s")
-            for cs in _containers(pod):
-                container = cs.get("name", "")
-                waiting = (cs.get("state") or {}).get("waiting") or {}
-                reason = waiting.get("reason")
-                if not reason or reason in ("ContainerCreating", "PodInitializing"):
-                    continue
-                message = waiting.get("message") or ""
-                image = _image_of(pod, container) or cs.get("image")
-                last = (cs.get("lastState") or {}).get("terminated") or {}
-                exit_code = last.get("exitCode")
-                final = False
-                not_found = any(m in message.lower() for m in PULL_NOT_FOUND)
-                if reason in FINAL_WAITING or (reason == "ErrImagePull" and not_found):
-                    final = True
-                elif reason == "CrashLoopBackOff":
-                    final = int(cs.get("restartCount", 0)) >= self.crashloop_restarts
-                    if not final:
-                        pending.append(f"{name}/{container} crashed once (exit {exit_code})")
-                elif reason in PERSISTENT:
-                    age = persisted((name, container, reason))
-                    final = age >= PERSISTENT[reason]
-                    if not final:
-                        pending.append(f"{name}/{container} {reason} for {age:.0f}s")
-                if final:
-                    if reason == "CrashLoopBackOff" and exit_code is not None:
-                        message = (f"container exited with code {exit_code}"
-                                   f" ({last.get('reason', 'Error')}), restarted "
-                                   f"{cs.get('restartCount', 0)} times")
-                    failures.append(PodFailure(name, container, reason, message, image=image,
-                                               exit_code=exit_code))
+            final, note = self._judge(rule, obs, memory)
+            if final:
+                failures.append(obs.failure(rule))
+            elif note:
+                pending.append(note)
+        memory.forget_unseen()
+        return _measurement(pods, failures, pending), failures
 
-        if deployment is not None:
-            for cond in (deployment.get("status") or {}).get("conditions") or []:
-                if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
-                    age = persisted((deployment["metadata"]["name"], "", "ReplicaFailure"))
-                    if age >= PERSISTENT["ReplicaFailure"]:
-                        failures.append(PodFailure(
-                            deployment["metadata"]["name"], None,
-                            cond.get("reason") or "ReplicaFailure", cond.get("message") or ""))
-                    else:
-                        pending.append(f"cannot create pods for {age:.0f}s: "
-                                       f"{cond.get('message', '')}")
-
-        for key in list(self._first_seen):
-            if key not in seen:
-                del self._first_seen[key]
-
-        if failures:
-            first = failures[0]
-            what = f"{first.pod}/{first.container}" if first.container else first.pod
-            image = f" (image {first.image})" if first.image else ""
-            return (Measurement(CHECK, Phase.FAILED,
-                                f"{what}: {first.reason}{image}: {first.message}".rstrip(": "),
-                                {"failures": [f.to_json() for f in failures]}), failures)
-        if pending:
-            return Measurement(CHECK, Phase.RUNNING, "; ".join(pending)), []
-        return Measurement(CHECK, Phase.SUCCESSFUL, f"no failure reason on {len(pods)} pods"), []
+    def _judge(self, rule: Rule, obs: Observation,
+               memory: _Persistence) -> tuple[bool, str | None]:
+        """Whether the observation is final; if it is not, what to report meanwhile."""
+        if rule.final is Final.NEVER:
+            return False, None
+        if rule.final is Final.AT_ONCE or rule.matches(obs.message):
+            return True, None
+        if rule.final is Final.RESTARTING:
+            if int(obs.restarts) >= self.crashloop_restarts:
+                return True, None
+            return False, obs.note(rule)
+        age = memory.age(obs.key(rule))
+        if age >= rule.seconds:
+            return True, None
+        return False, obs.note(rule, age)
 
 
 def not_ready_reasons(pods: list[dict[str, Any]]) -> list[str]:
