@@ -42,12 +42,24 @@ demo-app: ## deploy the hello demo app (v1) to the lab
 demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary to v2
 	lab/run $(VENV)/bin/deployer --context deployer-lab canary --app hello --image v2
 
-test: install lab-up ## all tests: unit, then end-to-end on the lab cluster
-	$(VENV)/bin/pytest tests/unit
+# The modules that decide promote-or-roll-back: each must be covered by the unit tests.
+COVERAGE_GATED := deployer/engine/engine.py deployer/engine/context.py \
+	deployer/engine/deployments.py deployer/engine/services.py deployer/engine/traffic.py \
+	deployer/engine/holds.py deployer/engine/outage.py deployer/health/verifier.py \
+	deployer/preflight.py deployer/record.py
+COVERAGE_MIN := 85
+
+test: test-unit lab-up ## all tests: unit (with coverage), then end-to-end on the lab cluster
 	lab/run $(VENV)/bin/pytest tests/e2e
 
-test-unit: install ## unit tests only (no cluster)
-	$(VENV)/bin/pytest tests/unit
+test-unit: install ## unit tests only (no cluster), with line coverage per module
+	$(VENV)/bin/coverage run -m pytest tests/unit
+	$(VENV)/bin/coverage report --include='deployer/*,strategies/*' --skip-covered --sort=cover
+	@fail=0; for m in $(COVERAGE_GATED); do \
+	  $(VENV)/bin/coverage report --include=$$m --fail-under=$(COVERAGE_MIN) >/dev/null || \
+	  { echo "coverage below $(COVERAGE_MIN)%: $$m"; fail=1; }; done; \
+	[ $$fail = 0 ] && echo "coverage: each of the $(words $(COVERAGE_GATED)) gated modules >= $(COVERAGE_MIN)%"; \
+	exit $$fail
 
 test-e2e: install lab-up ## end-to-end tests on the lab cluster
 	lab/run $(VENV)/bin/pytest tests/e2e

@@ -234,9 +234,9 @@ def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
     dep = gw.get_deployment(app_name)
     if dep is None:
         return needs
-    run = read_run(dep)
+    run = read_run(gw, app_name)
     needs |= preflight.step_kinds(run.plan if run else None)
-    history = read_history(dep)
+    history = read_history(gw, app_name)
     if history and history[-1].undo:
         needs |= preflight.step_kinds({"rollback": history[-1].undo})
     return needs
@@ -286,9 +286,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     started = time.monotonic()
 
     from deployer import strategy as strategies
+    from deployer.engine import Engine, RunSettings
     from deployer.model import Outcome, Plan, Target, Verdict
     from deployer.record import Journal, RunRecord, read_run, who_am_i
-    from deployer.runner import Runner, RunSettings
     from deployer.snapshot import read_app
     from deployer.validation import expected_version_from_tag, resolve_image
 
@@ -321,7 +321,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                 reporter.line(line)
             return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
                                              "dry run: nothing was changed"))
-        in_progress = read_run(state.deployment)
+        in_progress = read_run(gw, app_name)
         if in_progress is not None and in_progress.plan is not None:
             same = (in_progress.strategy == strategy_name
                     and in_progress.to_image == str(target_image))
@@ -342,8 +342,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                                    verify=_verify_options(options.get("http_mode", "proxy"),
                                                           samples),
                                    client_addresses=clients, atomic=atomic)
-            runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
-            outcome = runner.run(resumed, Journal(gw, state.deployment_name, in_progress),
+            engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+            outcome = engine.run(resumed, Journal(gw, app_name, in_progress),
                                  start=in_progress.position or 0)
             return _finish(reporter, outcome)
         if plugin.is_current(state, target):
@@ -358,14 +358,14 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
                            state.version, target.expected_version, state.revision, template_hash,
                            who=who, reason=reason)
-        journal = Journal(gw, state.deployment_name, record)
+        journal = Journal(gw, app_name, record)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                verify=_verify_options("off" if no_version_check else
                                                       options.get("http_mode", "proxy"),
                                                       samples),
                                client_addresses=clients, atomic=atomic)
-        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
-        outcome = runner.run(plan, journal)
+        engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+        outcome = engine.run(plan, journal)
         return _finish(reporter, outcome)
 
 
@@ -517,9 +517,9 @@ def rollback(
     started = time.monotonic()
 
     from deployer import rollback as rb
+    from deployer.engine import Engine, RunSettings
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
-    from deployer.runner import Runner, RunSettings
     from deployer.snapshot import read_app
 
     gw = _connect(g)
@@ -530,14 +530,14 @@ def rollback(
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                client_addresses=_client_addresses(None))
         who = who_am_i()
-        in_progress = read_run(state.deployment)
-        history = read_history(state.deployment)
-        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+        in_progress = read_run(gw, app_name)
+        history = read_history(gw, app_name)
+        engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if revision is None and in_progress is not None and in_progress.plan is not None:
             # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
             plan = Plan.from_json(state.app, in_progress.plan)
             reporter.fact(to_image=in_progress.from_image)
-            outcome = runner.abort(plan, Journal(gw, state.deployment_name, in_progress),
+            outcome = engine.abort(plan, Journal(gw, app_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
                                    f"({in_progress.from_image} -> {in_progress.to_image}) "
                                    "rolled back")
@@ -553,7 +553,7 @@ def rollback(
                                state.revision, None, who=who,
                                reason=reason or f"undo {last.strategy} release {last.id}",
                                plan=plan.to_json())
-            outcome = runner.abort(plan, Journal(gw, state.deployment_name, record),
+            outcome = engine.abort(plan, Journal(gw, app_name, record),
                                    f"{last.strategy} release {last.from_image} -> "
                                    f"{last.to_image} undone")
             return _finish(reporter, _rollback_outcome(outcome, app_name))
@@ -567,7 +567,7 @@ def rollback(
         reporter.fact(to_image=decision.revision.image)
         record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
                            None, None, state.revision, None, who=who, reason=reason or decision.why)
-        outcome = runner.run(plan, Journal(gw, state.deployment_name, record))
+        outcome = engine.run(plan, Journal(gw, app_name, record))
         return _finish(reporter, _rollback_outcome(outcome, app_name))
 
 
@@ -709,9 +709,9 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     clients = _client_addresses(client_addresses)
     started = time.monotonic()
 
+    from deployer.engine import Engine, RunSettings
     from deployer.model import Plan
     from deployer.record import Journal, read_run
-    from deployer.runner import Runner, RunSettings
 
     gw = _connect(g)
     with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
@@ -720,7 +720,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
             from deployer.errors import AppNotFound
 
             raise AppNotFound(f"no Deployment named {app_name!r} in namespace {gw.namespace!r}")
-        record = read_run(dep)
+        record = read_run(gw, app_name)
         if record is None or record.plan is None:
             raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
                                hint=f"see deployer status --app {app_name}")
@@ -738,11 +738,11 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         settings = RunSettings(deadline=started + g.timeout, client_addresses=clients,
                                atomic=atomic)
         journal = Journal(gw, app_name, record)
-        runner = Runner(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+        engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":
-            outcome = runner.run(plan, journal, start=record.position or 0)
+            outcome = engine.run(plan, journal, start=record.position or 0)
         else:
-            outcome = runner.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
+            outcome = engine.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
         return _finish(reporter, outcome)
 
 

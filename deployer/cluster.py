@@ -45,6 +45,7 @@ from deployer.errors import (
     NotAuthorised,
     NotFound,
 )
+from deployer.model import HttpAnswer
 
 if TYPE_CHECKING:
     import httpx
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("deployer.cluster")
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds for every API call
+POD_PROXY_TIMEOUT = 5.0  # seconds a pod may take to answer through the pod proxy
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -213,8 +215,20 @@ class Gateway:
         self.authorization = client.AuthorizationV1Api(self.api_client)
         self.budget = budget or RetryBudget()
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
+        self._http: httpx.Client | None = None
 
     # ----------------------------------------------------------------- plumbing
+
+    def _retrying(self) -> Retrying:
+        """Retries of what is safe to replay, within the gateway's budget."""
+        budget = self.budget
+        return Retrying(
+            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
+            wait=_wait(budget),
+            stop=stop_after_attempt(budget.attempts) | stop_after_delay(budget.seconds),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
 
     def _call(self, what: str, fn: Callable[..., Any], *args: Any, safe: bool = True,
               **kwargs: Any) -> Any:
@@ -234,16 +248,8 @@ class Gateway:
             data = response.data
             return json.loads(data) if data else None
 
-        budget = self.budget
-        retrying = Retrying(
-            retry=retry_if_exception(lambda e: isinstance(e, _Transient)),
-            wait=_wait(budget),
-            stop=stop_after_attempt(budget.attempts) | stop_after_delay(budget.seconds),
-            before_sleep=_log_retry,
-            reraise=True,
-        )
         try:
-            return retrying(once)
+            return self._retrying()(once)
         except _Transient as exc:
             raise translate(exc.original, what) from exc.original
         except DeployerError:
@@ -320,23 +326,6 @@ class Gateway:
 
     # ------------------------------------------------------------------- writes
 
-    def patch_deployment(self, name: str, patch: dict[str, Any], *,
-                         resource_version: str | None = None,
-                         idempotent: bool = False) -> dict[str, Any]:
-        """JSON merge patch.
-
-        With ``resource_version`` it is conditional and therefore safe to replay; a
-        patch that only sets fields to fixed values (``idempotent``) is safe as well.
-        """
-        body = dict(patch)
-        if resource_version:
-            body.setdefault("metadata", {})
-            body["metadata"] = {**body["metadata"], "resourceVersion": resource_version}
-        return dict(self._call(
-            f"patching deployment {name}", self.apps.patch_namespaced_deployment, name,
-            self.namespace, body, safe=idempotent or resource_version is not None,
-            _content_type="application/merge-patch+json"))
-
     def replace_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
         """PUT of the whole object; conditional on its metadata.resourceVersion."""
         name = body["metadata"]["name"]
@@ -365,6 +354,24 @@ class Gateway:
             f"patching service {name}", self.core.patch_namespaced_service, name,
             self.namespace, body, safe=resource_version is not None,
             _content_type="application/merge-patch+json"))
+
+    def get_config_map(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(f"reading configmap {name}",
+                                   self.core.read_namespaced_config_map, name, self.namespace))
+        except NotFound:
+            return None
+
+    def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(f"creating configmap {body['metadata']['name']}",
+                               self.core.create_namespaced_config_map, self.namespace, body))
+
+    def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Conditional on metadata.resourceVersion: 409 when someone else wrote in between."""
+        name = body["metadata"]["name"]
+        return dict(self._call(f"updating configmap {name}",
+                               self.core.replace_namespaced_config_map, name, self.namespace,
+                               body, safe=bool(body["metadata"].get("resourceVersion"))))
 
     def get_lease(self, name: str) -> dict[str, Any] | None:
         try:
@@ -395,39 +402,80 @@ class Gateway:
                          self.authorization.create_self_subject_access_review, body)
         return bool((out.get("status") or {}).get("allowed"))
 
-    # ------------------------------------------------------------------ HTTP
+    # ------------------------------------------------------------------ pod proxy
 
-    def api_http_client(self, timeout: float = 5.0) -> httpx.Client:
-        """An httpx client that authenticates to the API server like the kubeconfig does.
+    def _auth_headers(self) -> dict[str, str]:
+        """The header credentials the client itself would send now (a bearer token).
 
-        Used for ``/version`` checks through the API server's pod proxy, so they
-        work from any machine that has a kubeconfig, not only from inside the cluster.
+        Read for every request: the client's refresh hook (exec plugins, expiring tokens)
+        runs inside ``auth_settings()``, so a renewed token is used as soon as it exists.
         """
-        import ssl
+        cfg = self.configuration
+        settings: dict[str, dict[str, Any]] = dict(cfg.auth_settings())  # type: ignore[arg-type]
+        return {str(s["key"]): str(s["value"]) for s in settings.values()
+                if s.get("in") == "header" and s.get("value")}
 
+    def _pod_http(self) -> httpx.Client:
+        """The gateway's own HTTP client for the API server's pod proxy, built once."""
+        if self._http is None:
+            import ssl
+
+            import httpx
+
+            cfg = self.configuration
+            if cfg.verify_ssl:
+                context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+            else:
+                context = ssl.create_default_context()
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            if cfg.cert_file and cfg.key_file:
+                context.load_cert_chain(cfg.cert_file, cfg.key_file)
+            self._http = httpx.Client(base_url=cfg.host, verify=context,
+                                      timeout=httpx.Timeout(POD_PROXY_TIMEOUT, connect=2.0),
+                                      follow_redirects=False)
+        return self._http
+
+    def pod_get(self, pod: str, port: int | str, path: str) -> HttpAnswer:
+        """GET ``path`` from a pod through the API server's pod proxy.
+
+        What the pod answers (any status, a timeout, a reset) comes back as an
+        :class:`HttpAnswer`: judging it is the caller's business. Not reaching the API
+        server at all is retried like any read, then raised as ClusterUnreachable (a
+        refused connection is the API server's, not the pod's); a TLS failure is raised
+        as NotAuthorised and never retried.
+        """
         import httpx
 
-        cfg = self.configuration
-        # The same header credentials the client itself would send (a bearer token).
-        settings: dict[str, dict[str, Any]] = dict(cfg.auth_settings())  # type: ignore[arg-type]
-        headers = {str(setting["key"]): str(setting["value"]) for setting in settings.values()
-                   if setting.get("in") == "header" and setting.get("value")}
-        if cfg.verify_ssl:
-            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-        else:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file and cfg.key_file:
-            context.load_cert_chain(cfg.cert_file, cfg.key_file)
-        return httpx.Client(
-            base_url=cfg.host, headers=headers, verify=context,
-            timeout=httpx.Timeout(timeout, connect=2.0), follow_redirects=False,
-        )
+        url = f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy/{path.lstrip('/')}"
+        what = f"reading {path} of pod {pod} through the API server"
 
-    def pod_proxy_path(self, pod: str, port: int | str, path: str) -> str:
-        return (f"/api/v1/namespaces/{self.namespace}/pods/{pod}:{port}/proxy/"
-                f"{path.lstrip('/')}")
+        def once() -> HttpAnswer:
+            try:
+                response = self._pod_http().get(url, headers=self._auth_headers())
+            except httpx.ConnectError as exc:
+                if _is_tls_error(exc):
+                    raise
+                raise _Transient(exc) from exc
+            except httpx.TimeoutException:
+                return HttpAnswer(None, error="timed out")
+            except httpx.HTTPError as exc:
+                return HttpAnswer(None, error=f"{type(exc).__name__}: {exc}"[:200])
+            return HttpAnswer(response.status_code, response.content[:256],
+                              response.headers.get("location"))
+
+        try:
+            return self._retrying()(once)
+        except _Transient as exc:
+            raise ClusterUnreachable(f"the API server's pod proxy is unreachable: {what}: "
+                                     f"{exc.original}") from exc.original
+        except httpx.ConnectError as exc:
+            raise translate(exc, what) from exc
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     # ------------------------------------------------------------------ watches
 
@@ -509,3 +557,10 @@ class ChangeFeed:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+if TYPE_CHECKING:
+    from deployer.gateway import ClusterGateway
+
+    def _conforms(gateway: Gateway) -> ClusterGateway:
+        """mypy checks here that the real gateway is what the Protocol describes."""
+        return gateway

@@ -7,8 +7,15 @@ manual surgery; ``--force`` takes over a live one (the on-call engineer). Before
 every write the runner checks that the Lease is still its own, so a run that lost
 it (it was paused past expiry, or someone forced it) stops without writing.
 
-Expiry is judged against this machine's clock from the Lease's renewTime, as
-Kubernetes' own leader election does; clocks far apart shorten or lengthen it.
+Expiry is judged from the Lease's renewTime (written by the holder's clock) against
+this machine's clock. That is a choice: client-go's leader election instead measures
+from the moment it itself observed the last change of the record, which is immune to
+clock skew but makes every newcomer wait a full lease duration, even for a holder that
+died hours ago, and a CLI is always a newcomer. The cost is that clocks far apart
+shorten or lengthen the lease: a machine whose clock runs ahead may take over early.
+What bounds the harm: the holder re-reads the Lease when it renews (every third of
+the duration) and before any write once its own clock says the lease ran out
+(``ensure_held``), and from the moment it sees another holder it writes nothing more.
 """
 
 from __future__ import annotations
@@ -18,15 +25,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
 from deployer.timestamps import micro, parse
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
 log = structlog.get_logger("deployer.lock")
 LEASE_SECONDS = 30
+LOCK_POLL = 2.0  # seconds between tries while waiting for another run's lock
 
 
 def lease_name(app: str) -> str:
@@ -47,8 +56,9 @@ def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
 
 
 class Lock:
-    def __init__(self, gateway: Gateway, app: str, holder: str, command: str, *,
-                 duration: int = LEASE_SECONDS, clock: Any = time.time):
+    def __init__(self, gateway: ClusterGateway, app: str, holder: str, command: str, *,
+                 duration: int = LEASE_SECONDS, clock: Any = time.time,
+                 sleep: Any = time.sleep):
         self.gateway = gateway
         self.app = app
         self.name = lease_name(app)
@@ -56,6 +66,7 @@ class Lock:
         self.command = command
         self.duration = duration
         self.clock = clock
+        self.sleep = sleep
         self._lease: dict[str, Any] | None = None
         self._lost: str | None = None
         self.note: str | None = None  # how the lock was taken, when that is news
@@ -75,24 +86,27 @@ class Lock:
         }
 
     def acquire(self, *, force: bool = False, wait: float = 0.0) -> str | None:
-        """Take the Lease; returns a note when it took over an expired or forced one."""
-        deadline = self.clock() + wait
-        while True:
-            acquired, note = self._try(force)
-            if acquired:
-                self._start_renewing()
-                self.note = note or None
-                return self.note
+        """Take the Lease; returns a note when it took over an expired or forced one.
+
+        With ``wait`` it tries again every couple of seconds for that long."""
+        retrying = Retrying(retry=retry_if_result(lambda got: not got[0]),
+                            stop=stop_after_delay(wait), wait=wait_fixed(LOCK_POLL),
+                            sleep=self.sleep,
+                            retry_error_callback=lambda state: state.outcome.result()
+                            if state.outcome else (False, ""))
+        acquired, note = retrying(self._try, force)
+        if not acquired:
             holder = describe_holder(self._lease or {}, self.clock()) or {}
-            if self.clock() >= deadline:
-                raise LockHeld(
-                    f"{self.app} is locked by {holder.get('holder')} "
-                    f"({holder.get('command') or 'unknown command'}, since "
-                    f"{holder.get('since')}); the lock expires in "
-                    f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed",
-                    hint="wait for it (--wait-for-lock 5m), or take it over with --force if "
-                         "that run is dead or must be stopped")
-            time.sleep(min(2.0, max(0.1, deadline - self.clock())))
+            raise LockHeld(
+                f"{self.app} is locked by {holder.get('holder')} "
+                f"({holder.get('command') or 'unknown command'}, since "
+                f"{holder.get('since')}); the lock expires in "
+                f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed",
+                hint="wait for it (--wait-for-lock 5m), or take it over with --force if "
+                     "that run is dead or must be stopped")
+        self._start_renewing()
+        self.note = note or None
+        return self.note
 
     def _try(self, force: bool) -> tuple[bool, str]:
         now = self.clock()

@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from deployer.errors import UnsafeState
 from deployer.validation import ImageRef
 
 K8sObject = dict[str, Any]
 S = TypeVar("S", bound="Step")
 
 ANNOTATION_PREFIX = "deployer.dev/"
+PLAN_SCHEMA_VERSION = 1  # how plans are written into the run journal
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
 
@@ -302,15 +304,27 @@ class Plan:
     notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "summary": self.summary, "notes": list(self.notes),
+        return {"schemaVersion": PLAN_SCHEMA_VERSION, "strategy": self.strategy,
+                "summary": self.summary, "notes": list(self.notes),
                 "steps": [step_to_json(s) for s in self.steps],
                 "rollback": [step_to_json(s) for s in self.rollback]}
 
     @classmethod
     def from_json(cls, app: AppRef, data: dict[str, Any]) -> Plan:
-        return cls(data["strategy"], app, tuple(step_from_json(s) for s in data["steps"]),
-                   tuple(step_from_json(s) for s in data["rollback"]), data.get("summary", ""),
-                   tuple(data.get("notes") or ()))
+        """A plan as recorded in the cluster; one this deployer cannot run is refused."""
+        version = data.get("schemaVersion", 1)
+        if not isinstance(version, int) or version > PLAN_SCHEMA_VERSION:
+            raise UnsafeState(f"the recorded plan of {app} has schema version {version!r}; "
+                              f"this deployer runs plans up to {PLAN_SCHEMA_VERSION}",
+                              id="unknown-plan-schema",
+                              hint="continue it with the deployer version that started it")
+        try:
+            return cls(data["strategy"], app, tuple(step_from_json(s) for s in data["steps"]),
+                       tuple(step_from_json(s) for s in data["rollback"]),
+                       data.get("summary", ""), tuple(data.get("notes") or ()))
+        except (KeyError, TypeError) as exc:
+            raise UnsafeState(f"the recorded plan of {app} cannot be read: {exc!s}",
+                              id="unreadable-plan") from exc
 
     def describe(self) -> list[str]:
         lines = list(self.notes)
@@ -327,7 +341,14 @@ def step_to_json(step: Step) -> dict[str, Any]:
 
 def step_from_json(data: dict[str, Any]) -> Step:
     values = dict(data)
-    cls = STEP_TYPES[values.pop("type")]
+    kind = values.pop("type", None)
+    cls = STEP_TYPES.get(str(kind))
+    if cls is None:
+        known = ", ".join(sorted(STEP_TYPES))
+        raise UnsafeState(f"the recorded plan has a step of unknown kind {kind!r} (known: "
+                          f"{known}); it was written by another deployer version",
+                          id="unknown-step",
+                          hint="continue it with the deployer version that started it")
     for f in fields(cls):
         if isinstance(values.get(f.name), list):
             values[f.name] = tuple(values[f.name])
@@ -335,6 +356,18 @@ def step_from_json(data: dict[str, Any]) -> Step:
 
 
 # ------------------------------------------------------------------- measurements
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What one HTTP GET to a pod gave: a status and the start of the body, or an error
+    (timed out, connection reset) when no answer came."""
+
+    status: int | None
+    body: bytes = b""
+    location: str | None = None
+    error: str | None = None
+
 
 
 class Phase(StrEnum):

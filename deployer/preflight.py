@@ -22,7 +22,7 @@ from deployer.model import (
 )
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
 
 class Permission(NamedTuple):
@@ -38,19 +38,22 @@ class Permission(NamedTuple):
 
 
 # Every run reads and watches its Deployment and pods, writes the Deployment (image,
-# replicas, run journal), asks pods for /version through the API server, and holds a Lease.
+# replicas), asks pods for /version through the API server, records its journal in the
+# app's ConfigMap, and holds a Lease.
 BASE = (
     Permission("get", "apps", "deployments"),
     Permission("list", "apps", "deployments"),
     Permission("watch", "apps", "deployments"),
     Permission("update", "apps", "deployments"),
-    Permission("patch", "apps", "deployments"),
     Permission("list", "apps", "replicasets"),
     Permission("list", "", "pods"),
     Permission("watch", "", "pods"),
     Permission("get", "", "pods", "proxy"),
     Permission("get", "", "services"),
     Permission("list", "", "events"),
+    Permission("get", "", "configmaps"),
+    Permission("create", "", "configmaps"),
+    Permission("update", "", "configmaps"),
     Permission("get", "coordination.k8s.io", "leases"),
     Permission("create", "coordination.k8s.io", "leases"),
     Permission("update", "coordination.k8s.io", "leases"),
@@ -82,7 +85,7 @@ def step_kinds(plan: Plan | dict[str, Any] | None) -> set[type[Step]]:
     return {STEP_TYPES[s["type"]] for s in stored if s.get("type") in STEP_TYPES}
 
 
-def check(gateway: Gateway, steps: Iterable[type[Step]] = ()) -> None:
+def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
     missing = [p for p in required(steps)
                if not gateway.can_i(p.verb, p.group, p.resource, p.subresource)]
     if missing:

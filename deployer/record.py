@@ -1,10 +1,18 @@
-"""The run journal, kept in the cluster as annotations on the app's Deployment.
+"""The run journal and release history, kept in the cluster in a ConfigMap of the app's.
 
-``deployer.dev/run`` holds the run in progress (strategy, phase, current step),
-so ``deployer status`` in any other process can see it; when a run ends it is
-appended to ``deployer.dev/history`` (the newest entries, bounded) and the run
-annotation is removed. Keeping this in the cluster rather than on the machine
-that ran deployer is what lets a later CI job or the on-call engineer continue.
+The ConfigMap ``deployer-<app>`` (next to the Lease of the same name) holds the run in
+progress under ``run`` (strategy, phase, current step, the plan itself), so ``deployer
+status`` in any other process can see it and ``promote``, ``abort`` or a re-run can
+continue it; when a run ends it is appended to ``history`` (the newest entries,
+bounded) and ``run`` is removed. ``schemaVersion`` says how the entries are written.
+Keeping this in the cluster rather than on the machine that ran deployer is what lets a
+later CI job or the on-call engineer continue. It is kept off the Deployment on purpose:
+for a Deployment any annotation change is a new generation, and the controller copies
+its annotations onto the ReplicaSet.
+
+Releases made while the journal lived in annotations on the Deployment
+(``deployer.dev/run``, ``deployer.dev/history``) are read from there until the app's
+ConfigMap exists; the first journal write carries them over.
 """
 
 from __future__ import annotations
@@ -19,16 +27,27 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import Conflict
+from deployer.errors import UnsafeState
 from deployer.model import ANNOTATION_PREFIX
 from deployer.timestamps import iso
+from deployer.writes import conditional_write
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
-RUN_ANNOTATION = ANNOTATION_PREFIX + "run"
-HISTORY_ANNOTATION = ANNOTATION_PREFIX + "history"
+SCHEMA_VERSION = 1
+RUN_KEY = "run"
+HISTORY_KEY = "history"
+SCHEMA_KEY = "schemaVersion"
 HISTORY_LIMIT = 20
+MANAGED_BY = {"app.kubernetes.io/managed-by": "deployer"}
+# Where releases were recorded before the journal had a ConfigMap of its own.
+LEGACY_RUN_ANNOTATION = ANNOTATION_PREFIX + "run"
+LEGACY_HISTORY_ANNOTATION = ANNOTATION_PREFIX + "history"
+
+
+def journal_name(app: str) -> str:
+    return f"deployer-{app}"
 
 
 def who_am_i() -> str:
@@ -79,8 +98,7 @@ class RunRecord:
         return cls(**known)
 
 
-def read_run(deployment: dict[str, Any]) -> RunRecord | None:
-    raw = (deployment["metadata"].get("annotations") or {}).get(RUN_ANNOTATION)
+def _decode_run(raw: str | None) -> RunRecord | None:
     if not raw:
         return None
     try:
@@ -89,8 +107,7 @@ def read_run(deployment: dict[str, Any]) -> RunRecord | None:
         return None
 
 
-def read_history(deployment: dict[str, Any]) -> list[RunRecord]:
-    raw = (deployment["metadata"].get("annotations") or {}).get(HISTORY_ANNOTATION)
+def _decode_history(raw: str | None) -> list[RunRecord]:
     if not raw:
         return []
     try:
@@ -99,45 +116,103 @@ def read_history(deployment: dict[str, Any]) -> list[RunRecord]:
         return []
 
 
-class Journal:
-    """Writes one run's progress onto the Deployment."""
+@dataclass(frozen=True)
+class Stored:
+    """What the cluster holds for one app: the ConfigMap (None before the first write)
+    and its entries, or what a Deployment of an earlier version still carries."""
 
-    def __init__(self, gateway: Gateway, deployment: str, record: RunRecord):
+    config_map: dict[str, Any] | None
+    run: RunRecord | None
+    history: list[RunRecord]
+
+
+def load(gateway: ClusterGateway, app: str) -> Stored:
+    cm = gateway.get_config_map(journal_name(app))
+    if cm is not None:
+        data = cm.get("data") or {}
+        version = data.get(SCHEMA_KEY, str(SCHEMA_VERSION))
+        if not version.isdigit() or int(version) > SCHEMA_VERSION:
+            raise UnsafeState(f"configmap {journal_name(app)} was written in journal schema "
+                              f"{version!r}; this deployer reads up to {SCHEMA_VERSION}",
+                              id="unknown-schema", hint="use the deployer version that wrote "
+                                                        "it, or a newer one")
+        return Stored(cm, _decode_run(data.get(RUN_KEY)), _decode_history(data.get(HISTORY_KEY)))
+    dep = gateway.get_deployment(app)
+    annotations = ((dep or {}).get("metadata") or {}).get("annotations") or {}
+    return Stored(None, _decode_run(annotations.get(LEGACY_RUN_ANNOTATION)),
+                  _decode_history(annotations.get(LEGACY_HISTORY_ANNOTATION)))
+
+
+def read_run(gateway: ClusterGateway, app: str) -> RunRecord | None:
+    return load(gateway, app).run
+
+
+def read_history(gateway: ClusterGateway, app: str) -> list[RunRecord]:
+    return load(gateway, app).history
+
+
+class Journal:
+    """Writes one run's progress into the app's ConfigMap."""
+
+    def __init__(self, gateway: ClusterGateway, app: str, record: RunRecord):
         self.gateway = gateway
-        self.deployment = deployment
+        self.app = app
         self.record = record
-        # Called before every write; the runner makes it check that it still holds the lock.
+        # Called before every write; the engine makes it check that it still holds the lock.
         self.before_write: Callable[[], None] = lambda: None
 
     def update(self, **changes: Any) -> None:
         self.record = self.record.with_(**changes)
         self.before_write()
-        # Setting one annotation to a fixed value is idempotent: safe to replay.
-        self.gateway.patch_deployment(
-            self.deployment,
-            {"metadata": {"annotations": {RUN_ANNOTATION: json.dumps(self.record.to_json())}}},
-            idempotent=True)
+        self._write(lambda run, history: (self.record, history))
 
     def finish(self, **changes: Any) -> RunRecord:
         self.record = self.record.with_(finished=iso(time.time()), **changes)
         self.before_write()
-        for _ in range(5):  # read-modify-write of the history: conditional, re-read on 409
-            dep = self.gateway.get_deployment(self.deployment)
-            if dep is None:
-                return self.record
-            history = [r for r in read_history(dep) if r.id != self.record.id]
-            undo = None
-            if self.record.verdict == "promoted" and self.record.plan:
-                undo = self.record.plan.get("rollback")
-            history.append(self.record.with_(plan=None, undo=undo))
-            body = json.dumps([r.to_json() for r in history[-HISTORY_LIMIT:]])
-            try:
-                self.gateway.patch_deployment(
-                    self.deployment,
-                    {"metadata": {"annotations": {HISTORY_ANNOTATION: body, RUN_ANNOTATION: None}}},
-                    resource_version=dep["metadata"]["resourceVersion"])
-                return self.record
-            except Conflict:
-                continue
-        raise Conflict(f"could not record the run on deployment {self.deployment}: "
-                       "it kept changing")
+        undo = None
+        if self.record.verdict == "promoted" and self.record.plan:
+            undo = self.record.plan.get("rollback")
+        done = self.record.with_(plan=None, undo=undo)
+        self._write(lambda run, history: (
+            None, [*(r for r in history if r.id != done.id), done][-HISTORY_LIMIT:]))
+        return self.record
+
+    def _write(self, change: Callable[[RunRecord | None, list[RunRecord]],
+                                      tuple[RunRecord | None, list[RunRecord]]]) -> None:
+        """Read the ConfigMap (or what an earlier version left on the Deployment), apply
+        ``change`` to its run and history, and write it back conditionally."""
+        name = journal_name(self.app)
+
+        def read() -> dict[str, Any]:
+            stored = load(self.gateway, self.app)
+            if stored.config_map is not None:
+                return stored.config_map
+            return {"apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": name, "labels": {**MANAGED_BY, "app": self.app}},
+                    "data": _encode(stored.run, stored.history)}
+
+        def apply(cm: dict[str, Any]) -> dict[str, Any] | None:
+            data = cm.get("data") or {}
+            run, history = change(_decode_run(data.get(RUN_KEY)),
+                                  _decode_history(data.get(HISTORY_KEY)))
+            wanted = _encode(run, history)
+            if wanted == data and cm["metadata"].get("resourceVersion"):
+                return None
+            cm["data"] = wanted
+            return cm
+
+        def write(cm: dict[str, Any]) -> None:
+            if cm["metadata"].get("resourceVersion"):
+                self.gateway.replace_config_map(cm)
+            else:
+                self.gateway.create_config_map(cm)
+
+        conditional_write(read, write, apply, f"configmap {name}")
+
+
+def _encode(run: RunRecord | None, history: list[RunRecord]) -> dict[str, str]:
+    data = {SCHEMA_KEY: str(SCHEMA_VERSION),
+            HISTORY_KEY: json.dumps([r.to_json() for r in history])}
+    if run is not None:
+        data[RUN_KEY] = json.dumps(run.to_json())
+    return data

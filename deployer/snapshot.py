@@ -6,7 +6,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import AppNotFound, InvalidInput, UnsafeState
-from deployer.health.http import sample_version
+from deployer.health.http import VersionProbe
 from deployer.health.verifier import container_port, is_ready, new_replicaset, selector_of
 from deployer.model import (
     CHANGE_CAUSE_ANNOTATION,
@@ -18,7 +18,7 @@ from deployer.model import (
 from deployer.validation import ImageRef, parse_reference
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
 
 def pick_container(deployment: dict[str, Any], wanted: str | None) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def pick_container(deployment: dict[str, Any], wanted: str | None) -> dict[str, 
                        "--container", id="ambiguous-container")
 
 
-def revisions(gateway: Gateway, deployment: dict[str, Any],
+def revisions(gateway: ClusterGateway, deployment: dict[str, Any],
               container: str | None = None) -> tuple[Revision, ...]:
     uid = deployment["metadata"].get("uid")
     out = []
@@ -62,7 +62,7 @@ def revisions(gateway: Gateway, deployment: dict[str, Any],
     return tuple(sorted(out, key=lambda r: r.number))
 
 
-def current_versions(gateway: Gateway, deployment: dict[str, Any],
+def current_versions(gateway: ClusterGateway, deployment: dict[str, Any],
                      container: str | None = None) -> Counter[str]:
     """Ask every Ready pod of the current ReplicaSet for its /version, once each."""
     port = container_port(deployment, container, None)
@@ -72,16 +72,11 @@ def current_versions(gateway: Gateway, deployment: dict[str, Any],
     hash_ = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
     pods = [p for p in gateway.list_pods(f"{selector_of(deployment)},pod-template-hash={hash_}")
             if is_ready(p)]
-    answers: Counter[str] = Counter()
-    with gateway.api_http_client() as client:
-        for pod in pods:
-            name = pod["metadata"]["name"]
-            sample = sample_version(client, gateway.pod_proxy_path(name, port, "/version"), name)
-            answers[sample.version or f"error: {sample.error}"] += 1
-    return answers
+    with VersionProbe(gateway) as probe:
+        return Counter(probe.versions(pods, port).values())
 
 
-def read_app(gateway: Gateway, app: str, container: str | None = None, *,
+def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
              measure_version: bool = True) -> AppState:
     dep = gateway.get_deployment(app)
     if dep is None:

@@ -6,16 +6,16 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import AppNotFound
-from deployer.health.rollout import rollout_status
 from deployer.lock import describe_holder, lease_name
 from deployer.record import read_history, read_run
+from deployer.rollout import rollout_status
 from deployer.snapshot import current_versions, pick_container, revisions
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
 
-def _deployments(gw: Gateway, app: str) -> list[dict[str, Any]]:
+def _deployments(gw: ClusterGateway, app: str) -> list[dict[str, Any]]:
     found = {d["metadata"]["name"]: d for d in gw.list_deployments(f"app={app}")}
     main = gw.get_deployment(app)
     if main is not None:
@@ -26,7 +26,7 @@ def _deployments(gw: Gateway, app: str) -> list[dict[str, Any]]:
     return [found[k] for k in sorted(found, key=lambda n: (n != app, n))]
 
 
-def collect(gw: Gateway, app: str) -> dict[str, Any]:
+def collect(gw: ClusterGateway, app: str) -> dict[str, Any]:
     deployments = []
     run = None
     last = None
@@ -50,9 +50,9 @@ def collect(gw: Gateway, app: str) -> dict[str, Any]:
             "paused": bool(dep["spec"].get("paused")),
         })
         if dep["metadata"]["name"] == app:
-            record = read_run(dep)
+            record = read_run(gw, app)
             run = record.to_json() if record else None
-            history = read_history(dep)
+            history = read_history(gw, app)
             last = history[-1].to_json() if history else None
     svc = gw.get_service(app)
     service = None
@@ -110,7 +110,7 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def collect_history(gw: Gateway, app: str) -> dict[str, Any]:
+def collect_history(gw: ClusterGateway, app: str) -> dict[str, Any]:
     dep = gw.get_deployment(app)
     if dep is None:
         raise AppNotFound(f"no Deployment named {app!r} in namespace {gw.namespace!r}")
@@ -119,7 +119,7 @@ def collect_history(gw: Gateway, app: str) -> dict[str, Any]:
     current = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
     return {
         "app": app, "namespace": gw.namespace,
-        "releases": [r.to_json() for r in read_history(dep)],
+        "releases": [r.to_json() for r in read_history(gw, app)],
         "revisions": [{"revision": r.number, "image": r.image, "changeCause": r.change_cause,
                        "created": r.created, "current": str(r.number) == current}
                       for r in revs],

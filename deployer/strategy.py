@@ -14,7 +14,8 @@ from importlib import metadata
 from typing import Any, Protocol
 
 from deployer.errors import InvalidInput
-from deployer.model import AppState, Plan, Step, Target
+from deployer.model import AppState, Phase, Plan, Step, Target
+from deployer.rollout import rollout_status
 
 ENTRY_POINT_GROUP = "deployer.strategies"
 
@@ -41,13 +42,8 @@ class Strategy(Protocol):
 
 
 def rolled_out(deployment: dict[str, Any]) -> bool:
-    """The Deployment's status says every desired pod runs its current template."""
-    spec, status = deployment.get("spec") or {}, deployment.get("status") or {}
-    desired = spec.get("replicas", 1)
-    return (status.get("observedGeneration", 0) >= deployment["metadata"].get("generation", 0)
-            and status.get("updatedReplicas", 0) == desired
-            and status.get("replicas", 0) == desired
-            and status.get("availableReplicas", 0) == desired)
+    """Rolled out by kubectl's rule (see :mod:`deployer.rollout`)."""
+    return rollout_status(deployment).phase is Phase.SUCCESSFUL
 
 
 def runs_image(deployment: dict[str, Any], container: str, image: str) -> bool:

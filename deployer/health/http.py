@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import httpx
 
-from deployer.model import Measurement, Phase
+from deployer.model import HttpAnswer, Measurement, Phase
 
 CHECK = "http-version"
 VERSION_TEXT = re.compile(r"^[0-9A-Za-z][0-9A-Za-z.+_-]{0,63}$")
@@ -31,22 +32,97 @@ class Sample:
         return self.error is None
 
 
-def sample_version(client: httpx.Client, url: str, target: str) -> Sample:
-    try:
-        response = client.get(url)
-    except httpx.TimeoutException:
-        return Sample(target, error="timed out")
-    except httpx.HTTPError as exc:
-        return Sample(target, error=f"{type(exc).__name__}: {exc}"[:200])
-    if response.is_redirect:
-        return Sample(target, error=f"HTTP {response.status_code} redirect to "
-                                    f"{response.headers.get('location', '?')} (not followed)")
-    if response.status_code != 200:
-        return Sample(target, error=f"HTTP {response.status_code}")
-    body = response.content[:256].decode("utf-8", "replace").strip()
+def judge(answer: HttpAnswer, target: str) -> Sample:
+    """One answer as a sample: a version, or the reason it is none."""
+    if answer.error is not None:
+        return Sample(target, error=answer.error)
+    if answer.status in (301, 302, 303, 307, 308):
+        return Sample(target, error=f"HTTP {answer.status} redirect to "
+                                    f"{answer.location or '?'} (not followed)")
+    if answer.status != 200:
+        return Sample(target, error=f"HTTP {answer.status}")
+    body = answer.body[:256].decode("utf-8", "replace").strip()
     if not VERSION_TEXT.match(body):
         return Sample(target, error=f"answer is not a version string: {body[:40]!r}")
     return Sample(target, version=body)
+
+
+def get(client: httpx.Client, url: str) -> HttpAnswer:
+    """A GET with any plain HTTP client (pod IPs, URL templates, the Service)."""
+    try:
+        response = client.get(url)
+    except httpx.TimeoutException:
+        return HttpAnswer(None, error="timed out")
+    except httpx.HTTPError as exc:
+        return HttpAnswer(None, error=f"{type(exc).__name__}: {exc}"[:200])
+    return HttpAnswer(response.status_code, response.content[:256],
+                      response.headers.get("location"))
+
+
+def sample_version(client: httpx.Client, url: str, target: str) -> Sample:
+    return judge(get(client, url), target)
+
+
+class PodGateway(Protocol):
+    """What the probe needs of the cluster gateway."""
+
+    def pod_get(self, pod: str, port: int | str, path: str) -> HttpAnswer: ...
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How a pod's version is read: ``via`` "proxy" (through the API server), "pod-ip"
+    (straight to the pod) or "url" (``url_template`` with ``{pod_ip}``, ``{pod}``,
+    ``{namespace}``, ``{port}``)."""
+
+    via: str = "proxy"
+    path: str = "/version"
+    url_template: str | None = None
+
+
+class VersionProbe:
+    """The one way deployer asks a pod which version it runs."""
+
+    def __init__(self, gateway: PodGateway, options: ProbeOptions | None = None):
+        self.gateway = gateway
+        self.options = options or ProbeOptions()
+        self._client: httpx.Client | None = None
+
+    def sample(self, pod: dict[str, Any], port: int | str) -> Sample:
+        name = pod["metadata"]["name"]
+        if self.options.via == "proxy":
+            return judge(self.gateway.pod_get(name, port, self.options.path), name)
+        if self._client is None:
+            self._client = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0),
+                                        follow_redirects=False)
+        return judge(get(self._client, self._url(pod, port)), name)
+
+    def _url(self, pod: dict[str, Any], port: int | str) -> str:
+        ip = (pod.get("status") or {}).get("podIP")
+        if self.options.via == "url" and self.options.url_template:
+            return self.options.url_template.format(
+                pod_ip=ip, pod=pod["metadata"]["name"],
+                namespace=pod["metadata"].get("namespace", ""), port=port)
+        return f"http://{ip}:{port}{self.options.path}"
+
+    def versions(self, pods: list[dict[str, Any]], port: int | str) -> dict[str, str]:
+        """Each pod's answer once: its version, or ``error: ...``."""
+        answers: dict[str, str] = {}
+        for pod in pods:
+            s = self.sample(pod, port)
+            answers[s.target] = s.version or f"error: {s.error}"
+        return answers
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def __enter__(self) -> VersionProbe:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @dataclass

@@ -11,15 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from deployer.health.http import VersionCheck, sample_version
+from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
 from deployer.health.pods import PodFailureCheck
-from deployer.health.rollout import rollout_status
 from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
+from deployer.rollout import rollout_status
 
 if TYPE_CHECKING:
-    from deployer.cluster import Gateway
+    from deployer.gateway import ClusterGateway
 
 
 @dataclass(frozen=True)
@@ -31,6 +29,11 @@ class VerifyOptions:
     url_template: str | None = None  # for "url": e.g. https://{pod_ip}:8443/version
     port: int | str | None = None
     path: str = "/version"
+
+    @property
+    def probe(self) -> ProbeOptions:
+        via = self.http_mode if self.http_mode in ("pod-ip", "url") else "proxy"
+        return ProbeOptions(via, self.path, self.url_template)
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,7 @@ def is_ready(pod: dict[str, Any]) -> bool:
 
 
 class RolloutVerifier:
-    def __init__(self, gateway: Gateway, deployment: str, expected_version: str | None, *,
+    def __init__(self, gateway: ClusterGateway, deployment: str, expected_version: str | None, *,
                  clock: Callable[[], float], since: float, container: str | None = None,
                  options: VerifyOptions | None = None):
         self.gateway = gateway
@@ -104,29 +107,10 @@ class RolloutVerifier:
                                            self.options.failure_limit, self.options.error_limit)
                               if expected_version and self.options.http_mode != "off" else None)
         self._uid: str | None = None
-        self._http: httpx.Client | None = None
+        self.probe = VersionProbe(gateway, self.options.probe)
 
     def close(self) -> None:
-        if self._http is not None:
-            self._http.close()
-
-    def _client(self) -> httpx.Client:
-        if self._http is None:
-            if self.options.http_mode == "proxy":
-                self._http = self.gateway.api_http_client()
-            else:
-                self._http = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0),
-                                          follow_redirects=False)
-        return self._http
-
-    def _url(self, pod: dict[str, Any], port: int | str) -> str:
-        if self.options.http_mode == "proxy":
-            return self.gateway.pod_proxy_path(pod["metadata"]["name"], port, self.options.path)
-        if self.options.http_mode == "url" and self.options.url_template:
-            return self.options.url_template.format(
-                pod_ip=pod["status"].get("podIP"), pod=pod["metadata"]["name"],
-                namespace=pod["metadata"].get("namespace", ""), port=port)
-        return f"http://{pod['status'].get('podIP')}:{port}{self.options.path}"
+        self.probe.close()
 
     def new_pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]] | None:
         selector = selector_of(deployment)
@@ -174,11 +158,9 @@ class RolloutVerifier:
                             "the container declares no port; pass --port for /version checks")
             return Evaluation(Phase.ERROR, m.message, (*measurements, m), (), names, dep)
         ready = [p for p in pods if is_ready(p)]
-        client = self._client()
         for pod in ready:
             if not self.version_check.verified(pod["metadata"]["name"]):
-                self.version_check.record(
-                    sample_version(client, self._url(pod, port), pod["metadata"]["name"]))
+                self.version_check.record(self.probe.sample(pod, port))
         version_m = self.version_check.evaluate([p["metadata"]["name"] for p in ready])
         measurements.append(version_m)
         return Evaluation(version_m.phase, version_m.message, tuple(measurements), (), names, dep)

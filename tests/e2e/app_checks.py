@@ -7,6 +7,8 @@ import threading
 import time
 from typing import Any
 
+from kubernetes.client.rest import ApiException
+
 from tests.e2e.lab import (
     CLIENT_ADDRESSES,
     live_pods,
@@ -27,10 +29,20 @@ def versions_by_pod(kube: Any, namespace: str, selector: str = "app=hello") -> d
     return out
 
 
-def run_record(kube: Any, namespace: str, name: str = "hello") -> dict[str, Any] | None:
-    """The run in progress as deployer records it on the Deployment, or None."""
-    dep = kube.apps.read_namespaced_deployment(name, namespace)
-    raw = (dep.metadata.annotations or {}).get("deployer.dev/run")
+def journal(kube: Any, namespace: str, app: str = "hello") -> dict[str, str]:
+    """The data of the app's journal ConfigMap (deployer-<app>), or {} if there is none."""
+    try:
+        cm = kube.core.read_namespaced_config_map(f"deployer-{app}", namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return {}
+        raise
+    return dict(cm.data or {})
+
+
+def run_record(kube: Any, namespace: str, app: str = "hello") -> dict[str, Any] | None:
+    """The run in progress as deployer records it in the app's journal, or None."""
+    raw = journal(kube, namespace, app).get("run")
     return json.loads(raw) if raw else None
 
 
@@ -40,7 +52,8 @@ def deployment_image(kube: Any, namespace: str, name: str = "hello") -> str:
 
 
 def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
-    """resourceVersion of every Deployment, ReplicaSet and Service: proof that nothing changed.
+    """resourceVersion of every Deployment, ReplicaSet, Service and ConfigMap: proof that nothing
+    changed.
 
     Taken once the garbage collector has nothing left to do: a ReplicaSet whose Deployment
     was deleted (background propagation) is removed by the cluster a moment later, which
@@ -60,6 +73,9 @@ def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
             out[f"replicaset/{rs.metadata.name}"] = rs.metadata.resource_version
         for s in kube.core.list_namespaced_service(namespace).items:
             out[f"service/{s.metadata.name}"] = s.metadata.resource_version
+        for cm in kube.core.list_namespaced_config_map(namespace).items:
+            if cm.metadata.name != "kube-root-ca.crt":  # the cluster's own, in every namespace
+                out[f"configmap/{cm.metadata.name}"] = cm.metadata.resource_version
         return out
 
     return wait_for(snapshot, 60, 0.3, "the garbage collector to remove orphaned ReplicaSets")

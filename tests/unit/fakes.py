@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from deployer.errors import Conflict
+from deployer.gateway import ClusterGateway
+from deployer.model import HttpAnswer
 
 
 def deployment(name: str = "hello", image: str = "hello:v1", *, replicas: int = 3,
@@ -60,20 +63,132 @@ def pod(name: str, *, waiting: str | None = None, message: str = "", restarts: i
     }
 
 
+def matches(selector: str | None, labels: dict[str, str] | None) -> bool:
+    """Equality-based label selectors (``a=b,c=d``), as deployer writes them."""
+    if not selector:
+        return True
+    labels = labels or {}
+    return all(labels.get(k) == v for k, v in
+               (term.split("=", 1) for term in selector.split(",") if term))
+
+
+def answer(version: str) -> HttpAnswer:
+    return HttpAnswer(200, version.encode())
+
+
+class FakeFeed:
+    """A watch that wakes at once, after letting the fake cluster move on."""
+
+    def __init__(self, on_wait: Callable[[], None]):
+        self.on_wait = on_wait
+        self.closed = False
+
+    def wait(self, timeout: float) -> bool:
+        self.on_wait()
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 class FakeGateway:
-    """Holds Deployments in memory and counts writes; can be told to conflict."""
+    """An in-memory cluster behind deployer's own gateway interface.
+
+    Objects are plain dicts, as the real gateway returns them; every write is recorded
+    in ``writes`` as (verb, kind, body). Conditional writes check resourceVersion, and
+    ``conflicts_left`` makes the next replaces of a Deployment fail with a conflict.
+    ``pod_answers`` maps a pod name to what it answers through the pod proxy (a
+    version string, or an HttpAnswer); ``advance`` is called on every watch wake-up and
+    every ``list_pods``, so a test can move the cluster along.
+    """
 
     namespace = "test"
 
     def __init__(self, *deployments: dict[str, Any]):
         self.deployments = {d["metadata"]["name"]: copy.deepcopy(d) for d in deployments}
-        self.writes: list[tuple[str, dict[str, Any]]] = []
+        self.services: dict[str, dict[str, Any]] = {}
+        self.config_maps: dict[str, dict[str, Any]] = {}
+        self.leases: dict[str, dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.replicasets: list[dict[str, Any]] = []
+        self.endpoints: dict[str, set[str]] = {}
+        self.events: dict[str, list[dict[str, Any]]] = {}
+        self.logs: dict[str, list[str]] = {}
+        self.pod_answers: dict[str, str | HttpAnswer] = {}
+        self.denied: set[tuple[str, str, str, str]] = set()
+        self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.conflicts_left = 0
+        self.advance: Callable[[], None] = lambda: None
 
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _bump(obj: dict[str, Any], previous: dict[str, Any] | None = None) -> dict[str, Any]:
+        obj = copy.deepcopy(obj)
+        rv = int((previous or {}).get("metadata", {}).get("resourceVersion", "0"))
+        obj["metadata"]["resourceVersion"] = str(rv + 1)
+        return obj
+
+    def _check_version(self, kind: str, body: dict[str, Any], current: dict[str, Any]) -> None:
+        wanted = body["metadata"].get("resourceVersion")
+        if wanted is not None and wanted != current["metadata"].get("resourceVersion"):
+            raise Conflict(f"{kind} {body['metadata']['name']} changed")
+
+    # ------------------------------------------------------------ reads
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         d = self.deployments.get(name)
         return copy.deepcopy(d) if d else None
 
+    def list_deployments(self, selector: str | None = None) -> list[dict[str, Any]]:
+        return [copy.deepcopy(d) for d in self.deployments.values()
+                if matches(selector, d["metadata"].get("labels"))]
+
+    def list_replicasets(self, selector: str) -> list[dict[str, Any]]:
+        return [copy.deepcopy(r) for r in self.replicasets
+                if matches(selector, r["metadata"].get("labels"))]
+
+    def list_pods(self, selector: str) -> list[dict[str, Any]]:
+        self.advance()
+        return [copy.deepcopy(p) for p in self.pods
+                if matches(selector, p["metadata"].get("labels"))]
+
+    def get_service(self, name: str) -> dict[str, Any] | None:
+        s = self.services.get(name)
+        return copy.deepcopy(s) if s else None
+
+    def endpoint_addresses(self, service: str) -> set[str]:
+        return set(self.endpoints.get(service, set()))
+
+    def list_events(self, object_name: str) -> list[dict[str, Any]]:
+        return list(self.events.get(object_name, []))
+
+    def pod_logs(self, pod: str, container: str, *, tail_lines: int = 10,
+                 previous: bool = False) -> list[str]:
+        return list(self.logs.get(pod, []))[-tail_lines:]
+
+    def pod_get(self, pod: str, port: int | str, path: str) -> HttpAnswer:
+        got = self.pod_answers.get(pod)
+        if got is None:
+            return HttpAnswer(503, b"no endpoints available")
+        return answer(got) if isinstance(got, str) else got
+
+    def get_config_map(self, name: str) -> dict[str, Any] | None:
+        c = self.config_maps.get(name)
+        return copy.deepcopy(c) if c else None
+
+    def get_lease(self, name: str) -> dict[str, Any] | None:
+        lease = self.leases.get(name)
+        return copy.deepcopy(lease) if lease else None
+
+    def can_i(self, verb: str, group: str, resource: str, subresource: str = "") -> bool:
+        return (verb, group, resource, subresource) not in self.denied
+
+    # ------------------------------------------------------------ writes
     def replace_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
         current = self.deployments[name]
@@ -82,35 +197,143 @@ class FakeGateway:
             current["metadata"]["resourceVersion"] = str(
                 int(current["metadata"]["resourceVersion"]) + 1)
             raise Conflict(f"deployment {name} changed")
-        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-            raise Conflict(f"deployment {name} changed")
-        body = copy.deepcopy(body)
-        body["metadata"]["resourceVersion"] = str(int(current["metadata"]["resourceVersion"]) + 1)
-        self.deployments[name] = body
-        self.writes.append(("replace", body))
-        return copy.deepcopy(body)
+        self._check_version("deployment", body, current)
+        if body["metadata"].get("resourceVersion") is None:
+            raise AssertionError("deployer replaces Deployments conditionally only")
+        stored = self._bump(body, current)
+        if stored["spec"] != current["spec"] or \
+                stored["metadata"].get("annotations") != current["metadata"].get("annotations"):
+            stored["metadata"]["generation"] = current["metadata"].get("generation", 1) + 1
+        self.deployments[name] = stored
+        self.writes.append(("replace", "deployment", stored))
+        return copy.deepcopy(stored)
 
-    def patch_deployment(self, name: str, patch: dict[str, Any], *,
-                         resource_version: str | None = None,
-                         idempotent: bool = False) -> dict[str, Any]:
-        current = self.deployments[name]
-        annotations = current["metadata"].setdefault("annotations", {})
-        for k, v in (patch.get("metadata") or {}).get("annotations", {}).items():
-            if v is None:
-                annotations.pop(k, None)
+    def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.deployments:
+            raise Conflict(f"deployment {name} already exists")
+        stored = self._bump(body)
+        stored["metadata"].setdefault("generation", 1)
+        self.deployments[name] = stored
+        self.writes.append(("create", "deployment", stored))
+        return copy.deepcopy(stored)
+
+    def delete_deployment(self, name: str) -> None:
+        if self.deployments.pop(name, None) is not None:
+            self.writes.append(("delete", "deployment", {"metadata": {"name": name}}))
+
+    def patch_service(self, name: str, patch: dict[str, Any], *,
+                      resource_version: str | None = None) -> dict[str, Any]:
+        current = self.services[name]
+        if resource_version is not None and \
+                resource_version != current["metadata"].get("resourceVersion"):
+            raise Conflict(f"service {name} changed")
+        stored = self._bump(current, current)
+        for key, value in (patch.get("spec") or {}).items():
+            if isinstance(value, dict):
+                merged = dict(stored["spec"].get(key) or {})
+                for k, v in value.items():
+                    if v is None:
+                        merged.pop(k, None)
+                    else:
+                        merged[k] = v
+                stored["spec"][key] = merged
             else:
-                annotations[k] = v
-        self.writes.append(("patch", patch))
-        return copy.deepcopy(current)
+                stored["spec"][key] = value
+        self.services[name] = stored
+        self.writes.append(("patch", "service", patch))
+        return copy.deepcopy(stored)
 
-    def list_replicasets(self, selector: str) -> list[dict[str, Any]]:
-        return []
+    def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.config_maps:
+            raise Conflict(f"configmap {name} already exists")
+        self.config_maps[name] = self._bump(body)
+        self.writes.append(("create", "configmap", self.config_maps[name]))
+        return copy.deepcopy(self.config_maps[name])
 
-    def list_pods(self, selector: str) -> list[dict[str, Any]]:
-        return []
+    def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        current = self.config_maps[name]
+        self._check_version("configmap", body, current)
+        self.config_maps[name] = self._bump(body, current)
+        self.writes.append(("replace", "configmap", self.config_maps[name]))
+        return copy.deepcopy(self.config_maps[name])
 
-    def list_events(self, name: str) -> list[dict[str, Any]]:
-        return []
+    def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.leases:
+            raise Conflict(f"lease {name} already exists")
+        self.leases[name] = self._bump(body)
+        self.writes.append(("create", "lease", self.leases[name]))
+        return copy.deepcopy(self.leases[name])
 
-    def pod_logs(self, *args: Any, **kwargs: Any) -> list[str]:
-        return []
+    def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        current = self.leases[name]
+        self._check_version("lease", body, current)
+        self.leases[name] = self._bump(body, current)
+        self.writes.append(("replace", "lease", self.leases[name]))
+        return copy.deepcopy(self.leases[name])
+
+    # ------------------------------------------------------------ watches
+    def changes(self, *, deployment: str | None = None,
+                pod_selector: str | None = None) -> FakeFeed:
+        return FakeFeed(self.advance)
+
+    # ------------------------------------------------------------ test views
+    def deployment_writes(self) -> list[dict[str, Any]]:
+        return [body for verb, kind, body in self.writes
+                if kind == "deployment" and verb == "replace"]
+
+    def image(self, name: str = "hello") -> str:
+        return str(self.deployments[name]["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def _conforms(gateway: FakeGateway) -> ClusterGateway:
+    """mypy checks here that the fake is what the real gateway's Protocol describes."""
+    return gateway
+
+
+# ------------------------------------------------------------ more builders
+
+
+def service(name: str = "hello", selector: dict[str, str] | None = None, *,
+            affinity: str | None = None, cluster_ip: str = "10.96.0.10",
+            ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A Service as the API server sends it (sessionAffinity left out when None)."""
+    spec: dict[str, Any] = {"selector": dict(selector or {"app": name}),
+                            "clusterIP": cluster_ip,
+                            "ports": [{"name": "http", "port": 80, "targetPort": 8080}]
+                            if ports is None else ports}
+    if affinity is not None:
+        spec["sessionAffinity"] = affinity
+    return {"metadata": {"name": name, "resourceVersion": "1"}, "spec": spec}
+
+
+def replicaset(dep: dict[str, Any], revision: int, template_hash: str,
+               image: str | None = None, *, owner_uid: str | None = None) -> dict[str, Any]:
+    """A ReplicaSet owned by ``dep`` (or by ``owner_uid``) for its template, or for the same
+    template with another image, labelled with ``pod-template-hash``."""
+    template = copy.deepcopy(dep["spec"]["template"])
+    if image is not None:
+        template["spec"]["containers"][0]["image"] = image
+    template["metadata"].setdefault("labels", {})["pod-template-hash"] = template_hash
+    name = dep["metadata"]["name"]
+    return {
+        "metadata": {"name": f"{name}-{template_hash}",
+                     "labels": dict(template["metadata"]["labels"]),
+                     "annotations": {"deployment.kubernetes.io/revision": str(revision)},
+                     "ownerReferences": [{"kind": "Deployment", "name": name,
+                                          "uid": owner_uid or dep["metadata"]["uid"]}]},
+        "spec": {"replicas": dep["spec"].get("replicas", 1), "template": template},
+    }
+
+
+def labelled(p: dict[str, Any], labels: dict[str, str], ip: str | None = None) -> dict[str, Any]:
+    """A pod from ``pod(...)`` with labels (and a pod IP), so selectors find it."""
+    p = copy.deepcopy(p)
+    p["metadata"]["labels"] = dict(labels)
+    if ip is not None:
+        p["status"]["podIP"] = ip
+    return p

@@ -4,12 +4,12 @@ import io
 import signal
 import time
 
+from deployer.engine import Engine, RunSettings
 from deployer.exitcodes import ExitCode
 from deployer.interrupt import StopFlag
 from deployer.model import AppRef, Plan, UpdateDeployment, Verdict
 from deployer.record import Journal, RunRecord, read_history
 from deployer.report import Reporter
-from deployer.runner import Runner, RunSettings
 from tests.unit.fakes import FakeGateway, deployment
 
 
@@ -40,10 +40,9 @@ class SignalledGateway(FakeGateway):
 def run(atomic: bool, signal_after: set[str]):
     stop = StopFlag()
     gw = SignalledGateway(stop, signal_after)
-    runner = Runner(gw, Reporter(out=io.StringIO(), err=io.StringIO()),  # type: ignore[arg-type]
+    runner = Engine(gw, Reporter(out=io.StringIO(), err=io.StringIO()),
                     RunSettings(deadline=time.monotonic() + 60, atomic=atomic), stop=stop)
-    journal = Journal(gw, "hello",  # type: ignore[arg-type]
-                      RunRecord("rolling", "hello", "hello:v1", "hello:v2"))
+    journal = Journal(gw, "hello", RunRecord("rolling", "hello", "hello:v1", "hello:v2"))
     return runner.run(PLAN, journal), gw
 
 
@@ -63,9 +62,9 @@ def test_with_atomic_a_signal_rolls_back_then_exits_130():
     assert (outcome.verdict, outcome.exit_code) == (Verdict.ROLLED_BACK, ExitCode.INTERRUPTED)
     assert "interrupted by SIGTERM; --atomic: rolled back" in outcome.message
     assert image(gw) == "hello:v1"  # and v3 was never written
-    assert [w[1]["spec"]["template"]["spec"]["containers"][0]["image"]
-            for w in gw.writes if w[0] == "replace"] == ["hello:v2", "hello:v1"]
-    last = read_history(gw.deployments["hello"])[-1]
+    assert [w["spec"]["template"]["spec"]["containers"][0]["image"]
+            for w in gw.deployment_writes()] == ["hello:v2", "hello:v1"]
+    last = read_history(gw, "hello")[-1]
     assert last.verdict == "rolled-back" and "--atomic" in (last.message or "")
 
 

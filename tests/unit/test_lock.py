@@ -106,3 +106,31 @@ def test_renewal_keeps_the_lease_alive():
     with pytest.raises(LockHeld):
         lock(store, clock, "b").acquire()
     assert store.items["deployer-hello"]["spec"]["renewTime"] == micro(clock.now - 20)
+
+
+def test_waiting_for_the_lock_tries_again_until_the_holder_lets_go():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    slept: list[float] = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.now += seconds
+        if len(slept) == 3:
+            first.release()
+
+    waiter = lock(store, clock, "b")
+    waiter.sleep = sleep
+    assert waiter.acquire(wait=60) is None
+    assert slept == [2.0, 2.0, 2.0]
+    assert store.items["deployer-hello"]["spec"]["holderIdentity"] == "b"
+
+
+def test_waiting_gives_up_naming_the_holder():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    waiter = lock(store, clock, "b")
+    waiter.sleep = lambda seconds: None
+    with pytest.raises(LockHeld, match="locked by a"):
+        waiter.acquire(wait=0.05)

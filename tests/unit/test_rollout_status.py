@@ -1,7 +1,7 @@
 """The rollout-complete rule is exactly kubectl's; each branch is pinned here."""
 
-from deployer.health.rollout import rollout_status
 from deployer.model import Phase
+from deployer.rollout import rollout_status
 from tests.unit.fakes import deployment
 
 

@@ -1,21 +1,22 @@
-"""The runner's writes are conditional, re-read on conflict, and never applied twice."""
+"""The engine's writes are conditional, re-read on conflict, and never applied twice."""
 
 import time
 
 import pytest
 
+from deployer.engine import Engine, RunSettings
 from deployer.errors import StepFailed
 from deployer.model import ApplyDeployment, DeleteDeployment, UpdateDeployment
 from deployer.report import Reporter
-from deployer.runner import Runner, RunSettings
 from tests.unit.fakes import FakeGateway, deployment
 
 
-def runner(gw: FakeGateway) -> Runner:
+def runner(gw: FakeGateway, clock=time.monotonic) -> Engine:
     import io
 
-    return Runner(gw, Reporter(out=io.StringIO(), err=io.StringIO()),  # type: ignore[arg-type]
-                  RunSettings(deadline=time.monotonic() + 60))
+    return Engine(gw, Reporter(out=io.StringIO(), err=io.StringIO()),
+                  RunSettings(deadline=time.monotonic() + 60), clock=clock,
+                  sleep=lambda seconds: None)
 
 
 STEP = UpdateDeployment("hello", "hello", "hello:v2", "deployer rolling update to hello:v2")
@@ -98,32 +99,20 @@ class DeletingGateway(FakeGateway):
         self.deployments.pop(name)
 
 
-def test_delete_waits_until_the_pods_have_left_the_service(monkeypatch):
-    monkeypatch.setattr("deployer.runner.KUBE_PROXY_SYNC", 0)
-    monkeypatch.setattr(Runner, "pause", lambda self, seconds: None)
+def test_delete_waits_until_the_pods_have_left_the_service():
     gw = DeletingGateway(endpoint_lag=3)
     runner(gw).execute(DeleteDeployment("hello-canary", "hello"))
     assert gw.deleted == ["hello-canary"]
     assert gw.endpoint_reads_while_listed == 3
 
 
-def test_delete_fails_when_the_service_keeps_sending_traffic_to_the_pods(monkeypatch):
-    monkeypatch.setattr("deployer.runner.KUBE_PROXY_SYNC", 0)
-    monkeypatch.setattr(Runner, "pause", lambda self, seconds: None)
+def test_delete_fails_when_the_service_keeps_sending_traffic_to_the_pods():
     gw = DeletingGateway(endpoint_lag=10**9)
-    r = runner(gw)
     now = iter(range(0, 10**6, 10))
-    r.clock = lambda: float(next(now))
+    r = runner(gw, clock=lambda: float(next(now)))
     with pytest.raises(StepFailed, match="still sends traffic to 10.1.0.9"):
         r.execute(DeleteDeployment("hello-canary", "hello"))
     assert gw.deleted == []
-
-
-class CreatingGateway(FakeGateway):
-    def create_deployment(self, body: dict) -> dict:
-        self.writes.append(("create", body))
-        self.deployments[body["metadata"]["name"]] = body
-        return body
 
 
 def canary_step(planned: int, weight: int) -> ApplyDeployment:
@@ -132,7 +121,7 @@ def canary_step(planned: int, weight: int) -> ApplyDeployment:
 
 
 def test_a_canary_is_sized_from_the_stable_deployment_as_it_is_when_the_step_runs():
-    gw = CreatingGateway(deployment(replicas=6))  # planned beside 3, resized to 6 since
+    gw = FakeGateway(deployment(replicas=6))  # planned beside 3, resized to 6 since
     r = runner(gw)
     r.execute(canary_step(planned=1, weight=25))
     assert gw.deployments["hello-canary"]["spec"]["replicas"] == 2
@@ -141,7 +130,7 @@ def test_a_canary_is_sized_from_the_stable_deployment_as_it_is_when_the_step_run
 
 
 def test_a_canary_beside_an_unchanged_stable_deployment_gets_the_planned_size():
-    gw = CreatingGateway(deployment(replicas=3))
+    gw = FakeGateway(deployment(replicas=3))
     r = runner(gw)
     r.execute(canary_step(planned=1, weight=25))
     assert gw.deployments["hello-canary"]["spec"]["replicas"] == 1

@@ -1,0 +1,107 @@
+"""What a step handler may use: the gateway, the reporter, the clocks, a safe point.
+
+Handlers never see the engine. They read and write the cluster through the gateway,
+report through the reporter, wait with :meth:`StepContext.pause` (which passes a safe
+point: a stop request or a lost lock ends the wait), and run a sub-step only through
+``execute`` (so it is reported like any step).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from deployer.errors import StepFailed
+from deployer.health.verifier import VerifyOptions
+from deployer.model import PodFailure, Step
+
+if TYPE_CHECKING:
+    from deployer.gateway import ClusterGateway
+    from deployer.report import Reporter
+
+OUTAGE_BUDGET = 90.0  # seconds of continuous API failure a waiting run rides out
+
+
+@dataclass
+class RunSettings:
+    deadline: float  # monotonic time by which the whole run must end
+    progress_deadline: float | None = None  # seconds new pods may take; default: the Deployment's
+    verify: VerifyOptions = VerifyOptions()
+    poll_interval: float = 2.0
+    client_addresses: tuple[str, ...] = ()
+    atomic: bool = False  # on SIGINT/SIGTERM, roll back before exiting
+    outage_budget: float = OUTAGE_BUDGET
+
+
+@dataclass
+class Results:
+    """What the steps found out, for the outcome."""
+
+    downtime: float | None = None
+    verified_version: str | None = None
+
+
+@dataclass
+class TrafficMemory:
+    """What the traffic analysis remembers from one step to the next within a run."""
+
+    client_versions: dict[str, str] = field(default_factory=dict)
+    stable_size: int | None = None
+
+
+@dataclass
+class StepContext:
+    gateway: ClusterGateway
+    reporter: Reporter
+    settings: RunSettings
+    checkpoint: Callable[[], None]  # a safe point: raises to stop the run
+    execute: Callable[[Step], None]  # run (and report) a sub-step
+    clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    results: Results = field(default_factory=Results)
+    traffic: TrafficMemory = field(default_factory=TrafficMemory)
+
+    def pause(self, seconds: float) -> None:
+        """Sleep a little, then pass a safe point."""
+        self.sleep(seconds)
+        self.checkpoint()
+
+    def explain(self, failures: tuple[PodFailure, ...] | list[PodFailure]) -> None:
+        """Attach the events and last log lines of each failed pod to the report."""
+        detailed = []
+        for f in failures[:5]:
+            events = tuple(
+                f"{e.get('reason')}: {e.get('message', '').strip()}"
+                for e in self.gateway.list_events(f.pod)[-5:])
+            logs: tuple[str, ...] = ()
+            if f.container:
+                crashed = f.reason == "CrashLoopBackOff"
+                logs = tuple(self.gateway.pod_logs(f.pod, f.container, previous=crashed))
+            detailed.append(PodFailure(f.pod, f.container, f.reason, f.message, f.image,
+                                       f.exit_code, events, logs))
+        self.reporter.failed_pods(detailed)
+
+    def wait_until(self, pending: Callable[[], str | None], *, deadline: float,
+                   failure: Callable[[], str], interval: float = 0.5,
+                   feed: Feed | None = None) -> None:
+        """Poll ``pending`` (None: done; else what is still awaited) until ``deadline``.
+
+        Between polls it waits ``interval``, or less when ``feed`` reports a change, and
+        passes a safe point. When the time is up the step fails with ``failure()``.
+        """
+        while (waiting := pending()) is not None:
+            if self.clock() > deadline:
+                raise StepFailed(failure())
+            self.reporter.waiting(waiting)
+            if feed is None:
+                self.pause(interval)
+            else:
+                feed.wait(interval)
+                self.checkpoint()
+
+
+class Feed(Protocol):
+    def wait(self, timeout: float) -> bool: ...
