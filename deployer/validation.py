@@ -10,6 +10,10 @@ the field, the offending value or character, and the rule it breaks, e.g.::
 Refusing here, instead of letting the API server or the kubelet refuse later,
 means a bad value never leaves a half-done rollout behind.
 
+Each grammar is one full-match pattern, and the pattern alone decides whether a
+value is valid; only a value it refuses is examined further, to say which part
+breaks which rule.
+
 The module is imported on the command-line path, so it only uses the standard
 library and keeps its import cheap (a few compiled regular expressions).
 """
@@ -26,13 +30,10 @@ from deployer.errors import InvalidInput
 __all__ = [
     "APP_NAME_MAX",
     "DNS_LABEL_MAX",
-    "DNS_SUBDOMAIN_MAX",
     "DURATION_MAX_SECONDS",
     "IMAGE_NAME_MAX",
     "INT32_MAX",
     "INT64_MAX",
-    "LABEL_NAME_MAX",
-    "LABEL_VALUE_MAX",
     "REASON_MAX",
     "TAG_MAX",
     "ImageRef",
@@ -49,9 +50,6 @@ __all__ = [
     "parse_surge",
     "resolve_image",
     "validate_app_name",
-    "validate_dns_label",
-    "validate_label_key",
-    "validate_label_value",
     "validate_namespace",
     "validate_reason",
     "validate_tag",
@@ -59,54 +57,48 @@ __all__ = [
 
 # --- limits -------------------------------------------------------------------
 
-DNS_LABEL_MAX = 63
-"""RFC 1123 label length; Kubernetes object names such as namespaces use it."""
+DNS_LABEL_MAX = 63  # RFC 1123 label: Kubernetes object names such as namespaces
+APP_NAME_MAX = 47  # leaves room for "-canary" and the ReplicaSet hash suffix
+IMAGE_NAME_MAX = 255  # repository name, registry included (distribution reference)
+TAG_MAX = 128  # image tag (distribution reference)
+INT32_MAX = 2**31 - 1  # replica counts and surges are int32 fields
+INT64_MAX = 2**63 - 1  # the revision annotation is parsed as an int64
+DURATION_MAX_SECONDS = 24 * 3600  # a rollout waiting a day is a mistake
+REASON_MAX = 1024  # change-cause text
 
-DNS_SUBDOMAIN_MAX = 253
-"""RFC 1123 subdomain length; the optional prefix of a label key."""
+# --- patterns (ASCII only: none of these grammars allows other letters or digits) --
 
-APP_NAME_MAX = 47
-"""Longest app name: leaves room for ``-canary`` and the ReplicaSet hash suffix."""
+# Kubernetes: RFC 1123 labels and subdomains, and the name part of a label key or value.
+_DNS_LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
+_DNS_LABEL_RE = re.compile(_DNS_LABEL)
 
-LABEL_NAME_MAX = 63
-LABEL_VALUE_MAX = 63
-
-IMAGE_NAME_MAX = 255
-"""Longest repository name (registry included), per the distribution reference."""
-
-TAG_MAX = 128
-"""Longest image tag, per the distribution reference grammar."""
-
-INT32_MAX = 2**31 - 1
-"""Largest replica count or surge Kubernetes accepts (an int32 field)."""
-
-INT64_MAX = 2**63 - 1
-"""Largest Deployment revision (the annotation is parsed as an int64)."""
-
-DURATION_MAX_SECONDS = 24 * 3600
-"""Longest duration deployer accepts: a rollout waiting a day is a mistake."""
-
-REASON_MAX = 1024
-"""Longest change-cause text."""
-
-# --- character classes and patterns (ASCII only: `\w` and `\d` would match
-# Unicode letters and digits, which none of these grammars allow) -------------
-
-_LOWER = "abcdefghijklmnopqrstuvwxyz"
-_UPPER = _LOWER.upper()
-_DIGITS = "0123456789"
-_LOWER_ALNUM = frozenset(_LOWER + _DIGITS)
-_ALNUM = frozenset(_LOWER + _UPPER + _DIGITS)
-_HEX_LOWER = frozenset("0123456789abcdef")
-
-_DNS_LABEL_RE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
-_QUALIFIED_NAME_RE = re.compile(r"(?:[A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-_PATH_COMPONENT_RE = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
-_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_IPV6_RE = re.compile(r"[0-9A-Fa-f:]+")
-_WHOLE_RE = re.compile(r"[0-9]+")
-
+# The distribution reference grammar. deployer is stricter in two places: a port
+# is 1 to 65535 (leading zeros allowed), and a digest is sha256 or sha512.
+_HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_PORT = (
+    r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
+_IPV6 = r"[0-9A-Fa-f:]+"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST_COMPONENT_RE = re.compile(_HOST_COMPONENT)
+_IPV6_RE = re.compile(_IPV6)
+_DOMAIN_RE = re.compile(rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[{_IPV6}\])(?::{_PORT})?")
+_PATH_COMPONENT_RE = re.compile(_PATH_COMPONENT)
+_PATH_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}")
 _DIGEST_HEX_LENGTHS = {"sha256": 64, "sha512": 128}
+
+# The first character outside each grammar's alphabet, for the messages.
+_NOT_DNS_CHAR = re.compile(r"[^a-z0-9-]")
+_NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.-]")  # tags
+_NOT_HOST_CHAR = re.compile(r"[^A-Za-z0-9-]")
+_NOT_PATH_CHAR = re.compile(r"[^a-z0-9._-]")
+_NOT_HEX_CHAR = re.compile(r"[^0-9a-f]")
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789" + _UPPER)
+
+_WHOLE_RE = re.compile(r"[0-9]+")
 
 _SEMVER_IDENT = r"(?:0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)"
 _FULL_VERSION_TAG_RE = re.compile(
@@ -183,6 +175,13 @@ def _fail(subject: str, value: str, rule: str, error_id: str, hint: str | None =
     raise InvalidInput(f"{subject} {_show(value)} is invalid: {rule}", id=error_id, hint=hint)
 
 
+def _check_present(value: str) -> None:
+    """Refuse an empty value, or one with whitespace anywhere in it."""
+    if value == "":
+        raise _Problem("it is empty")
+    _check_no_whitespace(value)
+
+
 def _check_no_whitespace(value: str) -> None:
     for i, c in enumerate(value, 1):
         if c.isspace():
@@ -214,6 +213,9 @@ def _whole_number(text: str) -> int | None:
 
 
 def _check_dns_label(value: str) -> None:
+    """An RFC 1123 label: 1-63 characters of ``[a-z0-9-]``, alphanumeric at both ends."""
+    if len(value) <= DNS_LABEL_MAX and _DNS_LABEL_RE.fullmatch(value):
+        return
     if value == "":
         raise _Problem(f"it is empty; a name has 1 to {DNS_LABEL_MAX} characters")
     _check_no_whitespace(value)
@@ -221,38 +223,19 @@ def _check_dns_label(value: str) -> None:
         raise _Problem(
             f"it is {len(value)} characters long; the limit is {DNS_LABEL_MAX} (RFC 1123 label)"
         )
-    for i, c in enumerate(value, 1):
+    if bad := _NOT_DNS_CHAR.search(value):
+        c, i = bad[0], bad.start() + 1
         if c in _UPPER:
             lowered = value.lower()
             hint = f"did you mean {_show(lowered)}?" if _DNS_LABEL_RE.fullmatch(lowered) else None
             raise _Problem(f"it must be lowercase (found {_char(c)} at position {i})", hint)
-        if c not in _LOWER_ALNUM and c != "-":
-            raise _Problem(
-                f"character {_char(c)} at position {i} is not allowed; "
-                "use only lowercase letters, digits and '-'"
-            )
+        raise _Problem(
+            f"character {_char(c)} at position {i} is not allowed; "
+            "use only lowercase letters, digits and '-'"
+        )
     if value[0] == "-":
         raise _Problem("it must start with a letter or digit, not a hyphen '-'")
-    if value[-1] == "-":
-        raise _Problem("it must end with a letter or digit, not a hyphen '-'")
-    if not _DNS_LABEL_RE.fullmatch(value):  # pragma: no cover - the checks above are complete
-        raise _Problem("it is not an RFC 1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?)")
-
-
-def validate_dns_label(value: str, field: str) -> str:
-    """Check an RFC 1123 label: 1-63 characters of ``[a-z0-9-]``, alphanumeric at both ends.
-
-    Kubernetes names most objects (namespaces, Services, Deployments' pods'
-    hostnames) with this rule, so anything deployer turns into a name must pass
-    it. The error says exactly what is wrong: empty, whitespace, too long (with
-    the length), uppercase, which illegal character, or a hyphen at an end.
-    Returns *value* unchanged. Error id ``invalid-name``.
-    """
-    try:
-        _check_dns_label(value)
-    except _Problem as p:
-        raise p.error(field, value, "invalid-name") from None
-    return value
+    raise _Problem("it must end with a letter or digit, not a hyphen '-'")
 
 
 def validate_app_name(value: str) -> str:
@@ -263,9 +246,14 @@ def validate_app_name(value: str) -> str:
     and those names end up in pod names and label values limited to 63
     characters. 47 leaves room for both suffixes, so a valid app name never
     produces an object the API server refuses halfway through a rollout.
+    The error says exactly what is wrong: empty, whitespace, too long (with the
+    length), uppercase, which illegal character, or a hyphen at an end.
     Error id ``invalid-name``.
     """
-    validate_dns_label(value, "--app")
+    try:
+        _check_dns_label(value)
+    except _Problem as p:
+        raise p.error("--app", value, "invalid-name") from None
     if len(value) > APP_NAME_MAX:
         _fail(
             "--app",
@@ -293,84 +281,6 @@ def validate_namespace(value: str) -> str:
     return value
 
 
-def _check_label_chars(text: str, what: str, limit: int) -> None:
-    """The shared rule of label names and values: ``([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]``."""
-    if len(text) > limit:
-        raise _Problem(f"{what} is {len(text)} characters long; the limit is {limit}")
-    for i, c in enumerate(text, 1):
-        if c not in _ALNUM and c not in "-_.":
-            raise _Problem(
-                f"character {_char(c)} at position {i} is not allowed in {what}; "
-                "use letters, digits, '-', '_' and '.'"
-            )
-    if text[0] not in _ALNUM:
-        raise _Problem(f"{what} must start with a letter or digit, not {_char(text[0])}")
-    if text[-1] not in _ALNUM:
-        raise _Problem(f"{what} must end with a letter or digit, not {_char(text[-1])}")
-    if not _QUALIFIED_NAME_RE.fullmatch(text):  # pragma: no cover - the checks above are complete
-        raise _Problem(f"{what} does not match ([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
-
-
-def _check_subdomain(text: str, what: str) -> None:
-    """RFC 1123 subdomain as Kubernetes checks it: at most 253 characters, dot-separated labels."""
-    if len(text) > DNS_SUBDOMAIN_MAX:
-        raise _Problem(f"{what} is {len(text)} characters long; the limit is {DNS_SUBDOMAIN_MAX}")
-    for c in text:
-        if c in _UPPER:
-            raise _Problem(f"{what} must be lowercase (found {_char(c)})")
-        if c not in _LOWER_ALNUM and c not in "-.":
-            raise _Problem(
-                f"character {_char(c)} is not allowed in {what}; "
-                "use lowercase letters, digits, '-' and '.'"
-            )
-    for part in text.split("."):
-        if part == "":
-            raise _Problem(f"{what} has an empty part between dots")
-        if part[0] == "-" or part[-1] == "-":
-            raise _Problem(f"{what} part {_show(part)} must start and end with a letter or digit")
-
-
-def validate_label_key(key: str) -> str:
-    """Check a Kubernetes label key: ``[prefix/]name``.
-
-    The optional prefix is a DNS subdomain (lowercase, at most 253 characters);
-    the name is 1-63 characters of letters, digits, ``-``, ``_`` and ``.``,
-    alphanumeric at both ends. The API server refuses anything else, and a
-    selector built from a bad key would match nothing. Error id ``invalid-label``.
-    """
-    try:
-        if key == "":
-            raise _Problem("it is empty")
-        _check_no_whitespace(key)
-        if key.count("/") > 1:
-            raise _Problem("it may contain only one '/', between the prefix and the name")
-        prefix, slash, name = key.rpartition("/")
-        if slash:
-            if prefix == "":
-                raise _Problem("the prefix before '/' is empty")
-            _check_subdomain(prefix, "the prefix")
-        if name == "":
-            raise _Problem("the name after '/' is empty")
-        _check_label_chars(name, "the name" if slash else "it", LABEL_NAME_MAX)
-    except _Problem as p:
-        raise p.error("label key", key, "invalid-label") from None
-    return key
-
-
-def validate_label_value(value: str) -> str:
-    """Check a Kubernetes label value: empty, or 1-63 characters like a label name.
-
-    Error id ``invalid-label``.
-    """
-    try:
-        if value != "":
-            _check_no_whitespace(value)
-            _check_label_chars(value, "it", LABEL_VALUE_MAX)
-    except _Problem as p:
-        raise p.error("label value", value, "invalid-label") from None
-    return value
-
-
 # --- image references ---------------------------------------------------------------
 
 
@@ -386,105 +296,85 @@ def _split_domain(name: str) -> tuple[str | None, str]:
     return None, name
 
 
-def _check_port(port: str) -> None:
+# Each _diagnose_* function is given a part its pattern refused and raises the
+# first rule that part breaks, so the message names the character or component.
+
+
+def _diagnose_port(port: str) -> NoReturn:
     if port == "":
         raise _Problem("the registry port after ':' is empty")
-    number = _whole_number(port)
-    if number is None:
+    if _whole_number(port) is None:
         raise _Problem(f"registry port {_show(port)} is not a number")
-    if not 1 <= number <= 65535:
-        raise _Problem(f"registry port {port} is out of range (1 to 65535)")
+    raise _Problem(f"registry port {port} is out of range (1 to 65535)")
 
 
-def _check_domain(domain: str) -> None:
+def _diagnose_domain(domain: str) -> NoReturn:
     if domain.startswith("["):
         end = domain.find("]")
         if end == -1:
             raise _Problem(f"registry {_show(domain)} opens '[' without a closing ']'")
-        inner, after = domain[1:end], domain[end + 1 :]
-        if not _IPV6_RE.fullmatch(inner):
+        if not _IPV6_RE.fullmatch(domain[1:end]):
             raise _Problem(f"registry address {_show(domain[: end + 1])} is not an IPv6 address")
-        if after:
-            if not after.startswith(":"):
-                raise _Problem(f"registry {_show(domain)} has text after ']' that is not a port")
-            _check_port(after[1:])
-        return
+        if not domain[end + 1 :].startswith(":"):
+            raise _Problem(f"registry {_show(domain)} has text after ']' that is not a port")
+        _diagnose_port(domain[end + 2 :])
     if domain.count(":") > 1:
         raise _Problem(f"registry {_show(domain)} has more than one ':'")
-    host, colon, port = domain.partition(":")
+    host, _, port = domain.partition(":")
     if host == "":
         raise _Problem("the registry host before ':' is empty")
-    for part in host.split("."):
-        if part == "":
-            raise _Problem(f"registry host {_show(host)} has an empty part between dots")
-        for c in part:
-            if c not in _ALNUM and c != "-":
-                raise _Problem(
-                    f"character {_char(c)} is not allowed in registry host {_show(host)}"
-                )
-        if part[0] == "-" or part[-1] == "-":
+    part = next((p for p in host.split(".") if not _HOST_COMPONENT_RE.fullmatch(p)), None)
+    if part == "":
+        raise _Problem(f"registry host {_show(host)} has an empty part between dots")
+    if part is not None:
+        if bad := _NOT_HOST_CHAR.search(part):
             raise _Problem(
-                f"registry host part {_show(part)} must start and end with a letter or digit"
+                f"character {_char(bad[0])} is not allowed in registry host {_show(host)}"
             )
-    if colon:
-        _check_port(port)
-
-
-def _check_path(path: str, repository: str) -> None:
-    if path == "":
-        raise _Problem("the repository path after the registry is empty")
-    for component in path.split("/"):
-        if component == "":
-            raise _Problem(
-                "the repository path has an empty component (look for '//' or a trailing '/')"
-            )
-        for c in component:
-            if c in _UPPER:
-                domain, _ = _split_domain(repository)
-                lowered = path.lower() if domain is None else f"{domain}/{path.lower()}"
-                raise _Problem(
-                    f"repository names must be lowercase (found {_char(c)})",
-                    f"write the repository as {_show(lowered)}",
-                )
-            if c not in _LOWER_ALNUM and c not in "._-":
-                raise _Problem(f"character {_char(c)} is not allowed in a repository name")
-        if not _PATH_COMPONENT_RE.fullmatch(component):
-            raise _Problem(
-                f"repository path component {_show(component)} must start and end with a "
-                "letter or digit, with only '.', '_', '__' or '-' between them"
-            )
-
-
-def _check_repository(repository: str) -> None:
-    if repository == "":
-        raise _Problem("the repository name is empty")
-    domain, path = _split_domain(repository)
-    if domain is not None:
-        _check_domain(domain)
-    _check_path(path, repository)
-    if len(repository) > IMAGE_NAME_MAX:
         raise _Problem(
-            f"the repository name is {len(repository)} characters long; "
-            f"the limit is {IMAGE_NAME_MAX}"
+            f"registry host part {_show(part)} must start and end with a letter or digit"
         )
+    _diagnose_port(port)
 
 
-def _check_tag(tag: str) -> None:
+def _diagnose_path(path: str, domain: str | None) -> NoReturn:
+    if path == "":
+        if domain is None:
+            raise _Problem("the repository name is empty")
+        raise _Problem("the repository path after the registry is empty")
+    component = next(c for c in path.split("/") if not _PATH_COMPONENT_RE.fullmatch(c))
+    if component == "":
+        raise _Problem(
+            "the repository path has an empty component (look for '//' or a trailing '/')"
+        )
+    if bad := _NOT_PATH_CHAR.search(component):
+        if bad[0] in _UPPER:
+            lowered = path.lower() if domain is None else f"{domain}/{path.lower()}"
+            raise _Problem(
+                f"repository names must be lowercase (found {_char(bad[0])})",
+                f"write the repository as {_show(lowered)}",
+            )
+        raise _Problem(f"character {_char(bad[0])} is not allowed in a repository name")
+    raise _Problem(
+        f"repository path component {_show(component)} must start and end with a "
+        "letter or digit, with only '.', '_', '__' or '-' between them"
+    )
+
+
+def _diagnose_tag(tag: str) -> NoReturn:
     if tag == "":
         raise _Problem("the tag after ':' is empty")
     if len(tag) > TAG_MAX:
         raise _Problem(f"the tag is {len(tag)} characters long; the limit is {TAG_MAX}")
-    for c in tag:
-        if c not in _ALNUM and c not in "_.-":
-            raise _Problem(
-                f"character {_char(c)} is not allowed in a tag; "
-                "use letters, digits, '_', '.' and '-'"
-            )
-    if not _TAG_RE.fullmatch(tag):
-        raise _Problem(f"a tag must start with a letter, digit or '_', not {_char(tag[0])}")
+    if bad := _NOT_NAME_CHAR.search(tag):
+        raise _Problem(
+            f"character {_char(bad[0])} is not allowed in a tag; "
+            "use letters, digits, '_', '.' and '-'"
+        )
+    raise _Problem(f"a tag must start with a letter, digit or '_', not {_char(tag[0])}")
 
 
-def _check_digest(digest: str) -> None:
+def _diagnose_digest(digest: str) -> NoReturn:
     if digest == "":
         raise _Problem("the digest after '@' is empty")
     algorithm, colon, encoded = digest.partition(":")
@@ -497,23 +387,31 @@ def _check_digest(digest: str) -> None:
         )
     if encoded == "":
         raise _Problem(f"the digest has no hex digits after '{algorithm}:'")
-    for c in encoded:
-        if c not in _HEX_LOWER:
-            if c in "ABCDEF":
-                raise _Problem("digest hex digits must be lowercase")
-            raise _Problem(f"character {_char(c)} in the digest is not a hex digit")
-    if len(encoded) != expected:
-        raise _Problem(
-            f"a {algorithm} digest has exactly {expected} hex digits; this one has {len(encoded)}"
-        )
+    if bad := _NOT_HEX_CHAR.search(encoded):
+        if bad[0] in "ABCDEF":
+            raise _Problem("digest hex digits must be lowercase")
+        raise _Problem(f"character {_char(bad[0])} in the digest is not a hex digit")
+    raise _Problem(
+        f"a {algorithm} digest has exactly {expected} hex digits; this one has {len(encoded)}"
+    )
 
 
 def _check_parts(repository: str, tag: str | None, digest: str | None) -> None:
-    _check_repository(repository)
-    if tag is not None:
-        _check_tag(tag)
-    if digest is not None:
-        _check_digest(digest)
+    """Raise ``_Problem`` for the first part that breaks the grammar, in reading order."""
+    domain, path = _split_domain(repository)
+    if domain is not None and not _DOMAIN_RE.fullmatch(domain):
+        _diagnose_domain(domain)
+    if not _PATH_RE.fullmatch(path):
+        _diagnose_path(path, domain)
+    if len(repository) > IMAGE_NAME_MAX:
+        raise _Problem(
+            f"the repository name is {len(repository)} characters long; "
+            f"the limit is {IMAGE_NAME_MAX}"
+        )
+    if tag is not None and not _TAG_RE.fullmatch(tag):
+        _diagnose_tag(tag)
+    if digest is not None and not _DIGEST_RE.fullmatch(digest):
+        _diagnose_digest(digest)
 
 
 @dataclass(frozen=True)
@@ -565,17 +463,12 @@ class ImageRef:
 
 def _parse(value: str) -> ImageRef:
     """Split and check a reference; raises ``_Problem``."""
-    if value == "":
-        raise _Problem("it is empty")
-    _check_no_whitespace(value)
+    _check_present(value)
     if value.count("@") > 1:
         raise _Problem("it contains more than one '@'; a reference has at most one digest")
     rest, at, digest = value.partition("@")
     slash, colon = rest.rfind("/"), rest.rfind(":")
-    if colon > slash:
-        name, tag = rest[:colon], rest[colon + 1 :]
-    else:
-        name, tag = rest, None
+    name, tag = (rest[:colon], rest[colon + 1 :]) if colon > slash else (rest, None)
     _check_parts(name, tag, digest if at else None)
     return ImageRef(name, tag, digest if at else None)
 
@@ -597,13 +490,9 @@ def parse_image(value: str) -> ImageRef:
     """Parse ``--image``: a full reference that pins a version.
 
     Grammar (distribution reference): ``[registry[:port]/]path[:tag][@digest]``,
-    where the registry is hostname components joined by ``.`` (or an IPv6
-    address in brackets) and is recognised only when the first component has a
-    ``.`` or ``:`` or is ``localhost``; path components are lowercase
-    ``[a-z0-9]+`` joined by ``.``, ``_``, ``__`` or dashes, separated by ``/``;
-    the whole name is at most 255 characters; a tag is ``[A-Za-z0-9_]`` then up
-    to 127 of ``[A-Za-z0-9_.-]``; a digest is ``sha256:`` + 64 (or ``sha512:`` +
-    128) lowercase hex digits.
+    as the patterns above spell it; the name is at most 255 characters, and the
+    first component is the registry only when it has a ``.`` or ``:`` or is
+    ``localhost``.
 
     Policy on top of the grammar: a reference must name a tag or a digest, and
     the tag ``latest`` is refused unless a digest pins it, because either would
@@ -625,7 +514,7 @@ def parse_image(value: str) -> ImageRef:
             value,
             "the tag 'latest' is not allowed",
             "invalid-image",
-            hint=_LATEST_HINT,
+            _LATEST_HINT,
         )
     return ref
 
@@ -646,13 +535,12 @@ def validate_tag(value: str) -> str:
     Same rule and messages as the tag part of :func:`parse_image`.
     Error id ``invalid-image``.
     """
-    try:
-        if value == "":
-            raise _Problem("it is empty")
-        _check_no_whitespace(value)
-        _check_tag(value)
-    except _Problem as p:
-        raise p.error("tag", value, "invalid-image") from None
+    if not _TAG_RE.fullmatch(value):
+        try:
+            _check_present(value)
+            _diagnose_tag(value)
+        except _Problem as p:
+            raise p.error("tag", value, "invalid-image") from None
     if value == "latest":
         _fail("tag", value, "the tag 'latest' is not allowed", "invalid-image", hint=_LATEST_HINT)
     return value
@@ -772,9 +660,7 @@ def parse_surge(value: str | int, field: str) -> int | str:
     """
     text = _as_text(value, field, "invalid-surge")
     try:
-        if text == "":
-            raise _Problem("it is empty")
-        _check_no_whitespace(text)
+        _check_present(text)
         if text.endswith("%"):
             number = _whole_number(text[:-1])
             if text.startswith("-"):
@@ -834,9 +720,7 @@ def parse_percent(value: str | int, field: str, *, minimum: int = 0, maximum: in
     """
     text = _as_text(value, field, "invalid-percent")
     try:
-        if text == "":
-            raise _Problem("it is empty")
-        _check_no_whitespace(text)
+        _check_present(text)
         digits = text[:-1] if text.endswith("%") else text
         if digits.startswith("-"):
             raise _Problem("a percentage must not be negative")
@@ -866,8 +750,7 @@ def parse_steps(value: str) -> tuple[int, ...]:
             item = raw.strip()
             if item == "":
                 raise _Problem(f"step {position} is empty (look for a doubled or trailing comma)")
-            digits = item[:-1] if item.endswith("%") else item
-            number = _whole_number(digits)
+            number = _whole_number(item[:-1] if item.endswith("%") else item)
             if number is None:
                 raise _Problem(
                     f"step {position} {_show(item)} is not a whole percentage from 1 to 100"
@@ -889,9 +772,7 @@ def _parse_bounded(
 ) -> int:
     text = _as_text(value, subject, error_id)
     try:
-        if text == "":
-            raise _Problem("it is empty")
-        _check_no_whitespace(text)
+        _check_present(text)
         if text.startswith("-") and _whole_number(text[1:]) is not None:
             raise _Problem(f"it must not be negative; {noun} are {minimum} or more")
         number = _whole_number(text)
