@@ -493,7 +493,7 @@ class Gateway:
 
 
 class ChangeFeed:
-    """Background watches that wake a waiting runner as soon as something changes.
+    """Background watches that wake a waiting step as soon as something changes.
 
     Each source lists once for a resourceVersion, then watches from it; when the
     server says 410 Gone (the version is too old) or the stream ends, it lists again

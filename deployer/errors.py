@@ -106,9 +106,9 @@ class UnsafeState(DeployerError):
 
 
 class StepFailed(Exception):
-    """A plan step found the release bad (the runner then rolls back).
+    """A plan step found the release bad (the engine then rolls back).
 
-    Not a :class:`DeployerError`: it never leaves the runner, which turns it into an
+    Not a :class:`DeployerError`: it never leaves the engine, which turns it into an
     outcome. ``evaluation`` carries the verifier's evidence when there is some.
     """
 

@@ -1,6 +1,6 @@
 """SIGINT and SIGTERM: finish the current step's write, stop at the next safe point.
 
-The first signal only sets a flag; the runner looks at it between steps and in every
+The first signal only sets a flag; the engine looks at it between steps and in every
 wait, records "interrupted" in the cluster and exits 130 with the command to continue
 or roll back. With ``--atomic`` the run first rolls back (bounded in time) and then
 exits 130. A second signal stops at once.

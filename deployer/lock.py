@@ -4,7 +4,7 @@ The Lease names its holder (run id and who), the command and when it expires; th
 holder renews it while it runs. A second run fails fast naming the holder (exit 4)
 or waits for it. An expired Lease (its holder was killed) is taken over without
 manual surgery; ``--force`` takes over a live one (the on-call engineer). Before
-every write the runner checks that the Lease is still its own, so a run that lost
+every write the engine checks that the Lease is still its own, so a run that lost
 it (it was paused past expiry, or someone forced it) stops without writing.
 
 Expiry is judged from the Lease's renewTime (written by the holder's clock) against

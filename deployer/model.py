@@ -1,7 +1,7 @@
 """The values deployer passes around: what to deploy, the plan, what was measured.
 
 Everything here is a frozen dataclass or an enum: strategies build these, the
-runner executes them, the report prints them. Kubernetes objects themselves
+engine executes them, the report prints them. Kubernetes objects themselves
 travel as plain JSON dicts (exactly what the API server sends), never as client
 model classes, so nothing outside :mod:`deployer.cluster` depends on the client.
 """

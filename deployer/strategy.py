@@ -2,7 +2,7 @@
 
 A strategy is a pure planner: given a snapshot of the app and what the user asked
 for, it returns a :class:`~deployer.model.Plan` (the steps forward and the steps
-back). It never talks to the cluster; the runner executes plans. Strategies are
+back). It never talks to the cluster; the engine executes plans. Strategies are
 found through the ``deployer.strategies`` entry-point group, so a package can add
 one without changing deployer.
 """

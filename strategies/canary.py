@@ -5,7 +5,7 @@ The weight is the share of replicas: with the stable Deployment left at its size
 ``sessionAffinity: ClientIP`` keeps each client on the version it first met. Only
 some shares are achievable with whole pods, so the plan says which one it will
 really run (20 % of 3 stable pods is 1 canary pod of 4, i.e. 25 %). When something
-else (an autoscaler) resizes the stable Deployment during the run, the runner sizes the
+else (an autoscaler) resizes the stable Deployment during the run, the engine sizes the
 canary again for the same weight, at each step and between analysis rounds.
 """
 

@@ -227,13 +227,13 @@ class Engine:
             return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE,
                            f"release rejected ({failure.message}) and the rollback failed: "
                            f"{failed}", next_command=f"deployer status {_app(plan)}")
-        journal.finish(phase="done", verdict=Verdict.REJECTED.value, message=failure.message,
+        verdict, code = (Verdict.TIMEOUT, ExitCode.TIMEOUT) if failure.timed_out else \
+            (Verdict.REJECTED, ExitCode.REJECTED)
+        journal.finish(phase="done", verdict=verdict.value, message=failure.message,
                        verified_version=self.verified_version)
-        code = ExitCode.TIMEOUT if failure.timed_out else ExitCode.REJECTED
         restored = f"; rolled back, {self.verified_version} is serving" \
             if self.verified_version else "; rolled back"
-        return Outcome(Verdict.REJECTED if code == ExitCode.REJECTED else Verdict.TIMEOUT,
-                       code, failure.message + restored,
+        return Outcome(verdict, code, failure.message + restored,
                        verified_version=self.verified_version,
                        downtime_seconds=self.ctx.results.downtime)
 

@@ -1,7 +1,7 @@
 """The rollout verifier: rollout status + pod failure reasons + ``/version`` per new pod.
 
 ``evaluate()`` reads the current state once and returns an :class:`Evaluation`;
-the runner calls it each time a watch wakes it (or an interval passes) until the
+the engine calls it each time a watch wakes it (or an interval passes) until the
 evaluation is completed or a deadline passes.
 """
 

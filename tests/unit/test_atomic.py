@@ -40,10 +40,10 @@ class SignalledGateway(FakeGateway):
 def run(atomic: bool, signal_after: set[str]):
     stop = StopFlag()
     gw = SignalledGateway(stop, signal_after)
-    runner = Engine(gw, Reporter(out=io.StringIO(), err=io.StringIO()),
+    engine = Engine(gw, Reporter(out=io.StringIO(), err=io.StringIO()),
                     RunSettings(deadline=time.monotonic() + 60, atomic=atomic), stop=stop)
     journal = Journal(gw, "hello", RunRecord("rolling", "hello", "hello:v1", "hello:v2"))
-    return runner.run(PLAN, journal), gw
+    return engine.run(PLAN, journal), gw
 
 
 def image(gw: FakeGateway) -> str:
