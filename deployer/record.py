@@ -103,7 +103,7 @@ def _decode_run(raw: str | None) -> RunRecord | None:
         return None
     try:
         return RunRecord.from_json(json.loads(raw))
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # not JSON, or JSON of another shape
         return None
 
 
@@ -112,7 +112,7 @@ def _decode_history(raw: str | None) -> list[RunRecord]:
         return []
     try:
         return [RunRecord.from_json(item) for item in json.loads(raw)]
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, AttributeError):  # not JSON, or JSON of another shape
         return []
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from deployer.engine.context import StepContext
 from deployer.errors import ClusterUnreachable
 
@@ -30,7 +32,11 @@ class Outage:
             raise exc
         self.ctx.reporter.waiting(f"the API server does not answer ({now - self.since:.0f}s"
                                   f" so far); waiting up to {self.budget:.0f}s")
-        self.ctx.pause(RETRY_PAUSE)
+        self.ctx.sleep(RETRY_PAUSE)
+        # The lock cannot be confirmed while the API server is away. Nothing is written
+        # meanwhile, and every write confirms the lock first, so the wait goes on.
+        with contextlib.suppress(ClusterUnreachable):
+            self.ctx.checkpoint()
 
     def clear(self) -> None:
         self.since = None
