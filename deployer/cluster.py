@@ -45,6 +45,7 @@ from deployer.errors import (
     NotAuthorised,
     NotFound,
 )
+from deployer.http_get import get
 from deployer.model import HttpAnswer
 
 if TYPE_CHECKING:
@@ -452,17 +453,12 @@ class Gateway:
 
         def once() -> HttpAnswer:
             try:
-                response = self._pod_http().get(url, headers=self._auth_headers())
+                return get(self._pod_http(), url, headers=self._auth_headers(),
+                           raise_connect_errors=True)
             except httpx.ConnectError as exc:
                 if _is_tls_error(exc):
                     raise
                 raise _Transient(exc) from exc
-            except httpx.TimeoutException:
-                return HttpAnswer(None, error="timed out")
-            except httpx.HTTPError as exc:
-                return HttpAnswer(None, error=f"{type(exc).__name__}: {exc}"[:200])
-            return HttpAnswer(response.status_code, response.content[:256],
-                              response.headers.get("location"))
 
         try:
             return self._retrying()(once)

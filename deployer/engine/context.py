@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.errors import StepFailed
 from deployer.health.verifier import VerifyOptions
@@ -101,6 +101,13 @@ class StepContext:
             else:
                 feed.wait(interval)
                 self.checkpoint()
+
+
+def must_exist(obj: dict[str, Any] | None, kind: str, name: str) -> dict[str, Any]:
+    """A step's object read back: gone since the plan was made fails the step."""
+    if obj is None:
+        raise StepFailed(f"{kind} {name} no longer exists")
+    return obj
 
 
 class Feed(Protocol):

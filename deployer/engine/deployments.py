@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from deployer.engine.context import StepContext
+from deployer.engine.context import StepContext, must_exist
 from deployer.engine.outage import Outage
 from deployer.engine.services import endpoints_without
 from deployer.errors import ClusterUnreachable, Conflict, StepFailed
@@ -32,10 +32,7 @@ STOP_BUDGET = 120.0  # seconds a deleted Deployment's pods may take to stop
 
 
 def read(ctx: StepContext, name: str) -> K8sObject:
-    dep = ctx.gateway.get_deployment(name)
-    if dep is None:
-        raise StepFailed(f"deployment {name} no longer exists")
-    return dep
+    return must_exist(ctx.gateway.get_deployment(name), "deployment", name)
 
 
 def write(ctx: StepContext, name: str, change: Any) -> bool:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deployer.engine.context import StepContext
-from deployer.errors import StepFailed
+from deployer.engine.context import StepContext, must_exist
 from deployer.health.verifier import is_ready
 from deployer.model import Phase, SetServiceAffinity, SetServiceSelector
 from deployer.rollout import rollout_status
@@ -18,10 +17,7 @@ ENDPOINTS_BUDGET = 60.0  # seconds the endpoints may take to follow a new select
 
 
 def read(ctx: StepContext, name: str) -> K8sObject:
-    svc = ctx.gateway.get_service(name)
-    if svc is None:
-        raise StepFailed(f"service {name} no longer exists")
-    return svc
+    return must_exist(ctx.gateway.get_service(name), "service", name)
 
 
 def patch(ctx: StepContext, name: str, spec: Any) -> bool:
@@ -78,9 +74,7 @@ def await_ready_to_switch(ctx: StepContext, step: SetServiceSelector, name: str)
     counts = {"available": 0, "desired": 0}
 
     def pending() -> str | None:
-        dep = ctx.gateway.get_deployment(name)
-        if dep is None:
-            raise StepFailed(f"deployment {name} no longer exists")
+        dep = must_exist(ctx.gateway.get_deployment(name), "deployment", name)
         counts["desired"] = dep["spec"].get("replicas", 1)
         counts["available"] = (dep.get("status") or {}).get("availableReplicas", 0)
         if counts["desired"] and counts["available"] >= counts["desired"] and \

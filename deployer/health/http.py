@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import httpx
 
+from deployer.http_get import get
 from deployer.model import HttpAnswer, Measurement, Phase
 
 CHECK = "http-version"
@@ -45,18 +46,6 @@ def judge(answer: HttpAnswer, target: str) -> Sample:
     if not VERSION_TEXT.match(body):
         return Sample(target, error=f"answer is not a version string: {body[:40]!r}")
     return Sample(target, version=body)
-
-
-def get(client: httpx.Client, url: str) -> HttpAnswer:
-    """A GET with any plain HTTP client (pod IPs, URL templates, the Service)."""
-    try:
-        response = client.get(url)
-    except httpx.TimeoutException:
-        return HttpAnswer(None, error="timed out")
-    except httpx.HTTPError as exc:
-        return HttpAnswer(None, error=f"{type(exc).__name__}: {exc}"[:200])
-    return HttpAnswer(response.status_code, response.content[:256],
-                      response.headers.get("location"))
 
 
 def sample_version(client: httpx.Client, url: str, target: str) -> Sample:
