@@ -212,7 +212,9 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     force, wait = ctx.meta.get("force", False), ctx.meta.get("wait_for_lock", 0.0)
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
-    from deployer import preflight
+    from deployer import outage, preflight
+
+    outage.budget_seconds()  # a bad $DEPLOYER_API_OUTAGE_BUDGET is refused before any write
 
     preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:

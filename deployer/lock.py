@@ -9,17 +9,21 @@ it (it was paused past expiry, or someone forced it) stops without writing.
 
 Expiry is judged against this machine's clock from the Lease's renewTime, as
 Kubernetes' own leader election does; clocks far apart shorten or lengthen it.
+
+The Lease lasts LEASE_SECONDS unless ``DEPLOYER_LEASE_SECONDS`` says otherwise (whole
+seconds above 0; tests use it to wait out an expiry sooner).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
+from deployer.errors import Conflict, DeployerError, InvalidInput, LockHeld, NotFound
 from deployer.timestamps import micro, parse
 
 if TYPE_CHECKING:
@@ -27,6 +31,23 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("deployer.lock")
 LEASE_SECONDS = 30
+LEASE_SECONDS_ENV = "DEPLOYER_LEASE_SECONDS"
+
+
+def lease_seconds() -> int:
+    """The Lease's duration: $DEPLOYER_LEASE_SECONDS when set, else LEASE_SECONDS."""
+    raw = os.environ.get(LEASE_SECONDS_ENV, "").strip()
+    if not raw:
+        return LEASE_SECONDS
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise InvalidInput(f"{LEASE_SECONDS_ENV}={raw!r} is invalid: use a whole number of "
+                           "seconds above 0", id="invalid-lease-seconds",
+                           hint=f"unset it for the default of {LEASE_SECONDS}s")
+    return seconds
 
 
 def lease_name(app: str) -> str:
@@ -48,13 +69,13 @@ def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
 
 class Lock:
     def __init__(self, gateway: Gateway, app: str, holder: str, command: str, *,
-                 duration: int = LEASE_SECONDS, clock: Any = time.time):
+                 duration: int | None = None, clock: Any = time.time):
         self.gateway = gateway
         self.app = app
         self.name = lease_name(app)
         self.holder = holder
         self.command = command
-        self.duration = duration
+        self.duration = lease_seconds() if duration is None else duration
         self.clock = clock
         self._lease: dict[str, Any] | None = None
         self._lost: str | None = None

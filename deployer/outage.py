@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import TYPE_CHECKING
 
-from deployer.errors import ClusterUnreachable
+from deployer.errors import ClusterUnreachable, InvalidInput
 
 if TYPE_CHECKING:
     from deployer.runner import Runner
+
+BUDGET_SECONDS = 90.0
+BUDGET_ENV = "DEPLOYER_API_OUTAGE_BUDGET"
+
+
+def budget_seconds() -> float:
+    """How long a wait may ride out an outage: $DEPLOYER_API_OUTAGE_BUDGET (seconds above 0)
+    when set, else BUDGET_SECONDS."""
+    raw = os.environ.get(BUDGET_ENV, "").strip()
+    if not raw:
+        return BUDGET_SECONDS
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InvalidInput(f"{BUDGET_ENV}={raw!r} is invalid: use a number of seconds above 0",
+                           id="invalid-outage-budget",
+                           hint=f"unset it for the default of {BUDGET_SECONDS:.0f}s")
+    return seconds
 
 
 class Outage:
@@ -15,12 +37,13 @@ class Outage:
 
     Each request already retries for a few seconds; a wait loop also rides out a longer
     outage (an API server restart takes 10 to 20 s) for up to ``budget`` seconds of
-    continuous failure, then gives up with the error, as the run's outcome is unknown.
+    continuous failure (default: budget_seconds()), then gives up with the error, as the
+    run's outcome is unknown.
     """
 
-    def __init__(self, runner: Runner, budget: float = 90.0):
+    def __init__(self, runner: Runner, budget: float | None = None):
         self.runner = runner
-        self.budget = budget
+        self.budget = budget_seconds() if budget is None else budget
         self.since: float | None = None
 
     def failed(self, exc: ClusterUnreachable) -> None:
