@@ -42,15 +42,21 @@ demo-app: ## deploy the hello demo app (v1) to the lab
 demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary to v2
 	lab/run $(VENV)/bin/deployer --context deployer-lab canary --app hello --image v2
 
+# End-to-end tests run in two phases (tests/e2e/run): the tests not marked serial on
+# E2E_WORKERS pytest-xdist workers, then the serial ones alone. E2E_ARGS go to both.
+E2E_WORKERS ?= 4
+E2E_ARGS ?=
+E2E := E2E_WORKERS=$(E2E_WORKERS) E2E_PYTEST=$(VENV)/bin/pytest lab/run tests/e2e/run $(E2E_ARGS)
+
 test: install lab-up ## all tests: unit, then end-to-end on the lab cluster
 	$(VENV)/bin/pytest tests/unit
-	lab/run $(VENV)/bin/pytest tests/e2e
+	$(E2E)
 
 test-unit: install ## unit tests only (no cluster)
 	$(VENV)/bin/pytest tests/unit
 
-test-e2e: install lab-up ## end-to-end tests on the lab cluster
-	lab/run $(VENV)/bin/pytest tests/e2e
+test-e2e: install lab-up ## end-to-end tests on the lab cluster (parallel, then serial)
+	$(E2E)
 
 lint: install ## ruff, mypy and the import contracts
 	$(VENV)/bin/ruff check deployer strategies tests lab bench

@@ -214,6 +214,7 @@ def restart_apiserver() -> None:
                    timeout=120)
 
 
+@pytest.mark.serial  # restarts the lab's API server under every test
 def test_apiserver_restart_during_a_rolling_update(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     run = Background(namespace, "rolling", "--app", "hello", "--image", "v2", "--max-surge",
@@ -229,6 +230,7 @@ def test_apiserver_restart_during_a_rolling_update(namespace, deploy_hello, kube
              "every pod on 2.0.0")
 
 
+@pytest.mark.serial  # restarts the lab's API server under every test
 def test_apiserver_restart_during_a_canary_analysis(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
