@@ -37,9 +37,11 @@ def case_id(case: tuple[list[str], dict[str, str], str]) -> str:
     return " ".join([args[0], *args[2:5:2], *(f"{k}={v}" for k, v in env.items())])
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def hello_v1(kube: lab.Kube) -> Iterator[str]:
-    """One namespace with hello v1 for every case of this module (they only read)."""
+    """One namespace with hello v1 for every case of this module (they only read). Session
+    scope: a worker may run other modules' tests between these cases (their xdist_group
+    keeps them on one worker), and a module-scoped namespace would be made again."""
     name = lab.create_namespace(kube, lab.namespace_name("bad-input"))
     try:
         lab.deploy_hello(kube, name)
