@@ -44,7 +44,7 @@ demo: install lab-up demo-app ## the main job: lab up, hello v1, then a canary t
 
 # End-to-end tests run in two phases (tests/e2e/run): the tests not marked serial on
 # E2E_WORKERS pytest-xdist workers, then the serial ones alone. E2E_ARGS go to both.
-E2E_WORKERS ?= 4
+E2E_WORKERS ?= 3
 E2E_ARGS ?=
 E2E := E2E_WORKERS=$(E2E_WORKERS) E2E_PYTEST=$(VENV)/bin/pytest lab/run tests/e2e/run $(E2E_ARGS)
 
