@@ -49,8 +49,14 @@ COVERAGE_GATED := deployer/engine/engine.py deployer/engine/context.py \
 	deployer/preflight.py deployer/record.py
 COVERAGE_MIN := 85
 
+# End-to-end tests run in two phases (tests/e2e/run): the tests not marked serial on
+# E2E_WORKERS pytest-xdist workers, then the serial ones alone. E2E_ARGS go to both.
+E2E_WORKERS ?= 3
+E2E_ARGS ?=
+E2E := E2E_WORKERS=$(E2E_WORKERS) E2E_PYTEST=$(VENV)/bin/pytest lab/run tests/e2e/run $(E2E_ARGS)
+
 test: test-unit lab-up ## all tests: unit (with coverage), then end-to-end on the lab cluster
-	lab/run $(VENV)/bin/pytest tests/e2e
+	$(E2E)
 
 test-unit: install ## unit tests only (no cluster), with line coverage per module
 	$(VENV)/bin/coverage run -m pytest tests/unit
@@ -61,8 +67,8 @@ test-unit: install ## unit tests only (no cluster), with line coverage per modul
 	[ $$fail = 0 ] && echo "coverage: each of the $(words $(COVERAGE_GATED)) gated modules >= $(COVERAGE_MIN)%"; \
 	exit $$fail
 
-test-e2e: install lab-up ## end-to-end tests on the lab cluster
-	lab/run $(VENV)/bin/pytest tests/e2e
+test-e2e: install lab-up ## end-to-end tests on the lab cluster (parallel, then serial)
+	$(E2E)
 
 lint: install ## ruff, mypy and the import contracts
 	$(VENV)/bin/ruff check deployer strategies tests lab bench

@@ -213,6 +213,9 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
     from deployer import preflight
+    from deployer.engine.context import outage_budget
+
+    outage_budget()  # a bad $DEPLOYER_API_OUTAGE_BUDGET is refused before any write
 
     preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:

@@ -16,10 +16,14 @@ shorten or lengthen the lease: a machine whose clock runs ahead may take over ea
 What bounds the harm: the holder re-reads the Lease when it renews (every third of
 the duration) and before any write once its own clock says the lease ran out
 (``ensure_held``), and from the moment it sees another holder it writes nothing more.
+
+The Lease lasts LEASE_SECONDS unless ``DEPLOYER_LEASE_SECONDS`` says otherwise (whole
+seconds above 0; tests use it to wait out an expiry sooner).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -27,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
+from deployer.errors import Conflict, DeployerError, InvalidInput, LockHeld, NotFound
 from deployer.timestamps import micro, parse
 
 if TYPE_CHECKING:
@@ -36,6 +40,23 @@ if TYPE_CHECKING:
 log = structlog.get_logger("deployer.lock")
 LEASE_SECONDS = 30
 LOCK_POLL = 2.0  # seconds between tries while waiting for another run's lock
+LEASE_SECONDS_ENV = "DEPLOYER_LEASE_SECONDS"
+
+
+def lease_seconds() -> int:
+    """The Lease's duration: $DEPLOYER_LEASE_SECONDS when set, else LEASE_SECONDS."""
+    raw = os.environ.get(LEASE_SECONDS_ENV, "").strip()
+    if not raw:
+        return LEASE_SECONDS
+    try:
+        seconds = int(raw)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise InvalidInput(f"{LEASE_SECONDS_ENV}={raw!r} is invalid: use a whole number of "
+                           "seconds above 0", id="invalid-lease-seconds",
+                           hint=f"unset it for the default of {LEASE_SECONDS}s")
+    return seconds
 
 
 def lease_name(app: str) -> str:
@@ -57,14 +78,14 @@ def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
 
 class Lock:
     def __init__(self, gateway: ClusterGateway, app: str, holder: str, command: str, *,
-                 duration: int = LEASE_SECONDS, clock: Any = time.time,
+                 duration: int | None = None, clock: Any = time.time,
                  sleep: Any = time.sleep):
         self.gateway = gateway
         self.app = app
         self.name = lease_name(app)
         self.holder = holder
         self.command = command
-        self.duration = duration
+        self.duration = lease_seconds() if duration is None else duration
         self.clock = clock
         self.sleep = sleep
         self._lease: dict[str, Any] | None = None

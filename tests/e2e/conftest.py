@@ -4,6 +4,10 @@ Run them inside the lab: `make test-e2e`, or `lab/run python3 -m pytest tests/e2
 Outside it (no KUBECONFIG, or the API server does not answer) every e2e test fails with
 "run through lab/run (make test-e2e)" rather than being skipped.
 
+Tests that disturb the whole lab are marked `serial`; `make test-e2e` runs the others in
+parallel (pytest-xdist, `-n N -m "not serial"`), then the serial ones alone. Each test
+works in its own namespace, so parallel tests share nothing but the node.
+
 Fixtures:
   kube            (session)  Kube(api_client, core, apps) for the lab, checked to answer
   namespace       (function) a fresh namespace `e2e-<test>-<hex4>`, deleted afterwards
@@ -49,6 +53,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _E2E_DIR in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A `serial` test (it restarts the API server, or reads what every test changes) must
+    have the lab to itself: on a pytest-xdist worker it fails instead of running."""
+    if item.get_closest_marker("serial") is not None and hasattr(item.config, "workerinput"):
+        pytest.fail('a serial test cannot run under pytest-xdist: select the others with '
+                    '-n N -m "not serial", and run this one without -n (make test-e2e does '
+                    "both)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

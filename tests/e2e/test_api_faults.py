@@ -187,8 +187,11 @@ def test_a_rejected_write_fails_fast_without_retry_and_changes_nothing(namespace
 def test_api_unreachable_past_the_budget_exits_69_and_destroys_nothing(namespace, deploy_hello,
                                                                        kube, proxy):
     deploy_hello(namespace)
+    # A 20 s outage budget instead of 90 s: the same give-up, sooner (and still well
+    # before the progress deadline, so only the outage can end the run).
     run = Background(namespace, "-o", "json", "rolling", "--app", "hello", "--image", "v3",
-                     "--progress-deadline", "120s", env=proxy.env)
+                     "--progress-deadline", "120s",
+                     env={**proxy.env, "DEPLOYER_API_OUTAGE_BUDGET": "20"})
     wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 1, 30, 0.3,
              "the wait step")
     proxy.add(respond(503))  # every request, from now on
@@ -214,6 +217,7 @@ def restart_apiserver() -> None:
                    timeout=120)
 
 
+@pytest.mark.serial  # restarts the lab's API server under every test
 def test_apiserver_restart_during_a_rolling_update(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     run = Background(namespace, "rolling", "--app", "hello", "--image", "v2", "--max-surge",
@@ -229,6 +233,7 @@ def test_apiserver_restart_during_a_rolling_update(namespace, deploy_hello, kube
              "every pod on 2.0.0")
 
 
+@pytest.mark.serial  # restarts the lab's API server under every test
 def test_apiserver_restart_during_a_canary_analysis(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
@@ -251,8 +256,10 @@ def test_a_stopped_holder_taken_over_after_expiry_writes_nothing_when_resumed(na
                                                                              deploy_hello,
                                                                              kube):
     deploy_hello(namespace)
+    # An 8 s Lease instead of 30 s: the same expiry, waited out sooner.
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
-                     "--interval", "60s", "--client-addresses", CLIENTS)
+                     "--interval", "60s", "--client-addresses", CLIENTS,
+                     env={"DEPLOYER_LEASE_SECONDS": "8"})
     wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 60, 0.2,
              "the analysis step")
     run.proc.send_signal(signal.SIGSTOP)

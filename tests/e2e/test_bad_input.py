@@ -1,42 +1,63 @@
-"""Bad input exits 2 with a precise message and changes nothing in the cluster."""
+"""Bad input exits 2 with a precise message and changes nothing in the cluster.
+
+Input that is wrong on its face (bad names, images, durations, surges, revisions) is
+refused before the kubeconfig is read: tests/unit/test_bad_input.py runs each such case
+through deployer's entry point. Here, on the lab, run the cases that need the cluster to
+be found wrong (an app that does not exist, a tag whose version cannot be inferred) and
+bad budgets from the environment, plus one on-its-face case as the real proof that such
+input changes nothing. The cases only read, so they share one namespace with hello v1;
+each takes its own snapshot right before it runs.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
+from tests.e2e import lab
 from tests.e2e.app_checks import resource_versions
 from tests.e2e.deployer_cli import deployer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.xdist_group("bad-input")]
 
 CASES = [
-    (["rolling", "--app", "hello", "--image", "Hello:V2"], "lowercase"),
-    (["rolling", "--app", "hello", "--image", "hello:v2;rm"], "';'"),
-    (["rolling", "--app", "hello", "--image", "hello: v2"], "whitespace"),
-    (["rolling", "--app", "hello", "--image", "v" * 129], "128"),
-    (["rolling", "--app", "Hello", "--image", "v2"], "--app"),
-    (["rolling", "--app", "h" * 64, "--image", "v2"], "--app"),
-    (["rolling", "--app", "hello", "--image", "v2", "--max-surge", "-1"], "--max-surge"),
-    (["rolling", "--app", "hello", "--image", "v2", "--max-unavailable", "101%"],
-     "--max-unavailable"),
-    (["rolling", "--app", "nope", "--image", "v2"], "no Deployment named 'nope'"),
-    (["recreate", "--app", "hello", "--image", "hello:latest"], "latest"),
-    (["rolling", "--app", "hello", "--image", "v2", "--progress-deadline", "soon"],
-     "--progress-deadline"),
-    (["rolling", "--app", "hello", "--image", "stable"], "--expect-version"),
-    (["rollback", "--app", "hello", "--to-revision", "-3"], "revision"),
+    (["rolling", "--app", "hello", "--image", "Hello:V2"], {}, "lowercase"),
+    (["rolling", "--app", "nope", "--image", "v2"], {}, "no Deployment named 'nope'"),
+    (["rolling", "--app", "hello", "--image", "stable"], {}, "--expect-version"),
+    (["rolling", "--app", "hello", "--image", "v2"], {"DEPLOYER_LEASE_SECONDS": "0"},
+     "DEPLOYER_LEASE_SECONDS='0' is invalid"),
+    (["rollback", "--app", "hello"], {"DEPLOYER_API_OUTAGE_BUDGET": "soon"},
+     "DEPLOYER_API_OUTAGE_BUDGET='soon' is invalid"),
 ]
 
 
-@pytest.mark.parametrize(("args", "named"), CASES, ids=[" ".join(c[0][3:5]) for c in CASES])
-def test_bad_input_exits_2_names_the_problem_and_changes_nothing(namespace, deploy_hello, kube,
-                                                                 args, named):
-    deploy_hello(namespace)
-    before = resource_versions(kube, namespace)
+def case_id(case: tuple[list[str], dict[str, str], str]) -> str:
+    args, env, _ = case
+    return " ".join([args[0], *args[2:5:2], *(f"{k}={v}" for k, v in env.items())])
 
-    result = deployer(namespace, *args)
+
+@pytest.fixture(scope="session")
+def hello_v1(kube: lab.Kube) -> Iterator[str]:
+    """One namespace with hello v1 for every case of this module (they only read). Session
+    scope: a worker may run other modules' tests between these cases (their xdist_group
+    keeps them on one worker), and a module-scoped namespace would be made again."""
+    name = lab.create_namespace(kube, lab.namespace_name("bad-input"))
+    try:
+        lab.deploy_hello(kube, name)
+        yield name
+    finally:
+        lab.delete_namespace(kube, name)
+
+
+@pytest.mark.parametrize(("args", "env", "named"), CASES, ids=[case_id(c) for c in CASES])
+def test_bad_input_exits_2_names_the_problem_and_changes_nothing(hello_v1, kube, args, env,
+                                                                 named):
+    before = resource_versions(kube, hello_v1)
+
+    result = deployer(hello_v1, *args, env=env)
 
     assert result.code == 2, result
     assert named in result.stderr, result
     assert "deployer: " in result.stderr  # the stable error id
-    assert resource_versions(kube, namespace) == before
+    assert resource_versions(kube, hello_v1) == before

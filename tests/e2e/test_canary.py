@@ -149,8 +149,10 @@ def test_rollback_after_a_promoted_canary_restores_v1(namespace, deploy_hello, k
 @pytest.mark.timeout(600)
 def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, deploy_hello, kube):
     deploy_hello(namespace)
+    # 40 s of analysis per step: the autoscaler controller acts within its 15 s sync period,
+    # so the resize lands in the first analysis (asserted below), with time left to follow it.
     run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
-                     "--steps", "25,50,100", "--interval", "60s", "--client-addresses", CLIENTS)
+                     "--steps", "25,50,100", "--interval", "40s", "--client-addresses", CLIENTS)
     wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
              "the first analysis step")
     # A real HorizontalPodAutoscaler: below its minimum the controller scales the target

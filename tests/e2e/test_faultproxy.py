@@ -84,6 +84,7 @@ def _outcomes(proxy: FaultProxy, method: str, path: str) -> list[int | str]:
 # ----------------------------------------------------------------------------- passthrough
 
 
+@pytest.mark.serial  # compares two lists of every namespace: no test may add one
 def test_given_no_rules_when_listing_namespaces_then_the_answer_is_the_servers(
     proxy: FaultProxy, via: Kube, kube: Kube, namespace: str
 ) -> None:

@@ -35,8 +35,10 @@ def at_step(kube, namespace, position: int) -> bool:
 def test_two_deploys_of_one_app_the_second_fails_fast_naming_the_holder(namespace,
                                                                         deploy_hello, kube):
     deploy_hello(namespace)
+    # v3 never becomes Ready: the first run holds the lock at least until its progress
+    # deadline (25 s), well past the 15 s the second may take.
     first = Background(namespace, "rolling", "--app", "hello", "--image", "v3",
-                       "--progress-deadline", "40s")
+                       "--progress-deadline", "25s")
     try:
         wait_for(lambda: run_record(kube, namespace) is not None, 30, 0.3, "the first run")
 
@@ -123,8 +125,10 @@ def test_with_atomic_a_cancelled_ci_job_rolls_a_canary_back_before_exiting(names
 def test_a_killed_runs_lock_expires_and_is_taken_over_without_surgery(namespace, deploy_hello,
                                                                      kube):
     deploy_hello(namespace)
+    # A 15 s Lease instead of 30 s: the same expiry, waited out sooner (and still long
+    # enough for `status` below to see it held on a loaded node).
     run = Background(namespace, "rolling", "--app", "hello", "--image", "v3",
-                     "--progress-deadline", "60s")
+                     "--progress-deadline", "60s", env={"DEPLOYER_LEASE_SECONDS": "15"})
     wait_for(lambda: at_step(kube, namespace, 1), 30, 0.3, "the wait step")
     run.kill()
 

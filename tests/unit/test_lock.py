@@ -134,3 +134,28 @@ def test_waiting_gives_up_naming_the_holder():
     waiter.sleep = lambda seconds: None
     with pytest.raises(LockHeld, match="locked by a"):
         waiter.acquire(wait=0.05)
+
+
+def test_the_lease_lasts_30_s_unless_the_environment_says_otherwise(monkeypatch):
+    store, clock = Leases(), Clock()
+    monkeypatch.delenv("DEPLOYER_LEASE_SECONDS", raising=False)
+    assert lock(store, clock).duration == 30
+    monkeypatch.setenv("DEPLOYER_LEASE_SECONDS", " 8 ")
+    lk = lock(store, clock)
+    lk.acquire()
+    assert lk.duration == 8
+    assert store.items["deployer-hello"]["spec"]["leaseDurationSeconds"] == 8
+    assert Lock(store, "hello", "b", "c", duration=12, clock=clock).duration == 12
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "8s", "2.5", "eight"])
+def test_a_bad_lease_length_from_the_environment_is_invalid_input(monkeypatch, value):
+    from deployer.errors import InvalidInput
+    from deployer.exitcodes import ExitCode
+
+    monkeypatch.setenv("DEPLOYER_LEASE_SECONDS", value)
+    with pytest.raises(InvalidInput) as refused:
+        lock(Leases(), Clock())
+    assert refused.value.exit_code == ExitCode.INVALID
+    assert refused.value.id == "invalid-lease-seconds"
+    assert f"DEPLOYER_LEASE_SECONDS={value!r} is invalid" in refused.value.message
