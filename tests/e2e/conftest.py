@@ -15,6 +15,11 @@ Fixtures:
   deploy_hello    (function) deploy_hello(namespace, image="hello:v1", replicas=3,
                              name="hello", labels=None, wait=True) -> V1Deployment
   version_via_service        the function of the same name in tests/e2e/lab.py
+  shared_hello    (session)  the namespace of one hello v1 (3 replicas, one revision, no
+                             run recorded) for tests that only read: dry runs, refusals,
+                             status. Each such test must leave it as it found it, and
+                             checks that itself. Each pytest-xdist worker deploys it once,
+                             when a test first asks for it.
 
 Plain helpers (wait_for, version_via_pod_proxy, version_via_pod_ip, CLIENT_ADDRESSES,
 live_pods, pod_ready, waiting_reasons, ...) are in tests/e2e/lab.py.
@@ -86,6 +91,17 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     if os.environ.get("DEPLOYER_E2E_KEEP_NAMESPACES") != "1":
         lab.delete_namespace(kube, name)
+
+
+@pytest.fixture(scope="session")
+def shared_hello(kube: Kube) -> Iterator[str]:
+    name = lab.create_namespace(kube, lab.namespace_name("shared-hello"))
+    try:
+        lab.deploy_hello(kube, name)
+        yield name
+    finally:
+        if os.environ.get("DEPLOYER_E2E_KEEP_NAMESPACES") != "1":
+            lab.delete_namespace(kube, name)
 
 
 @pytest.fixture

@@ -339,9 +339,8 @@ def test_a_context_outside_the_allow_list_is_refused(namespace):
     assert "not in DEPLOYER_ALLOWED_CONTEXTS" in result.stderr
 
 
-def test_in_ci_a_context_must_be_named_and_nothing_is_read_before(namespace, deploy_hello,
-                                                                  kube):
-    deploy_hello(namespace)
+def test_in_ci_a_context_must_be_named_and_nothing_is_read_before(shared_hello, kube):
+    namespace = shared_hello  # hello v1, shared by tests that only read
     before = resource_versions(kube, namespace)
 
     # Not even the kubeconfig is read: the one named here does not exist.
@@ -393,15 +392,14 @@ def test_use_context_during_a_run_does_not_move_it_to_another_cluster(namespace,
     assert moved.code == 69, moved
 
 
-def test_an_untrusted_api_certificate_is_refused_not_downgraded(namespace, deploy_hello, kube,
-                                                               tmp_path):
+def test_an_untrusted_api_certificate_is_refused_not_downgraded(shared_hello, kube, tmp_path):
     import base64
     import os
     import subprocess as sp
 
     import yaml
 
-    deploy_hello(namespace)
+    namespace = shared_hello  # hello v1, shared by tests that only read
     config = yaml.safe_load(Path(os.environ["KUBECONFIG"]).read_text())
     key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
     sp.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",

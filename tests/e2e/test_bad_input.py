@@ -5,21 +5,18 @@ refused before the kubeconfig is read: tests/unit/test_bad_input.py runs each su
 through deployer's entry point. Here, on the lab, run the cases that need the cluster to
 be found wrong (an app that does not exist, a tag whose version cannot be inferred) and
 bad budgets from the environment, plus one on-its-face case as the real proof that such
-input changes nothing. The cases only read, so they share one namespace with hello v1;
-each takes its own snapshot right before it runs.
+input changes nothing. The cases only read, so they use the shared hello v1 (conftest's
+shared_hello); each takes its own snapshot right before it runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.e2e import lab
 from tests.e2e.app_checks import resource_versions
 from tests.e2e.deployer_cli import deployer
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), pytest.mark.xdist_group("bad-input")]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CASES = [
     (["rolling", "--app", "hello", "--image", "Hello:V2"], {}, "lowercase"),
@@ -37,27 +34,14 @@ def case_id(case: tuple[list[str], dict[str, str], str]) -> str:
     return " ".join([args[0], *args[2:5:2], *(f"{k}={v}" for k, v in env.items())])
 
 
-@pytest.fixture(scope="session")
-def hello_v1(kube: lab.Kube) -> Iterator[str]:
-    """One namespace with hello v1 for every case of this module (they only read). Session
-    scope: a worker may run other modules' tests between these cases (their xdist_group
-    keeps them on one worker), and a module-scoped namespace would be made again."""
-    name = lab.create_namespace(kube, lab.namespace_name("bad-input"))
-    try:
-        lab.deploy_hello(kube, name)
-        yield name
-    finally:
-        lab.delete_namespace(kube, name)
-
-
 @pytest.mark.parametrize(("args", "env", "named"), CASES, ids=[case_id(c) for c in CASES])
-def test_bad_input_exits_2_names_the_problem_and_changes_nothing(hello_v1, kube, args, env,
-                                                                 named):
-    before = resource_versions(kube, hello_v1)
+def test_bad_input_exits_2_names_the_problem_and_changes_nothing(shared_hello, kube, args,
+                                                                 env, named):
+    before = resource_versions(kube, shared_hello)
 
-    result = deployer(hello_v1, *args, env=env)
+    result = deployer(shared_hello, *args, env=env)
 
     assert result.code == 2, result
     assert named in result.stderr, result
     assert "deployer: " in result.stderr  # the stable error id
-    assert resource_versions(kube, hello_v1) == before
+    assert resource_versions(kube, shared_hello) == before

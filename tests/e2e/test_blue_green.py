@@ -96,8 +96,8 @@ def test_second_blue_green_goes_from_green_back_to_the_blue_deployment(namespace
     assert kube.apps.read_namespaced_deployment("hello-green", namespace).spec.replicas == 0
 
 
-def test_blue_green_dry_run_changes_nothing(namespace, deploy_hello, kube):
-    deploy_hello(namespace)
+def test_blue_green_dry_run_changes_nothing(shared_hello, kube):
+    namespace = shared_hello  # hello v1, shared by tests that only read
     before = resource_versions(kube, namespace)
 
     result = deployer(namespace, "blue-green", "--app", "hello", "--image", "v2", "--dry-run")

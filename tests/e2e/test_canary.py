@@ -64,9 +64,8 @@ def test_bad_canary_is_rolled_back_and_v1_answers_everywhere(namespace, deploy_h
     assert set(service_versions(kube, namespace).values()) == {"1.0.0"}
 
 
-def test_dry_run_prints_the_achievable_shares_and_changes_nothing(namespace, deploy_hello,
-                                                                  kube):
-    deploy_hello(namespace)
+def test_dry_run_prints_the_achievable_shares_and_changes_nothing(shared_hello, kube):
+    namespace = shared_hello  # hello v1, shared by tests that only read
     before = resource_versions(kube, namespace)
 
     result = deployer(namespace, "canary", "--app", "hello", "--image", "v2",

@@ -15,7 +15,6 @@ import pytest
 from tests.e2e.app_checks import (
     ServiceClient,
     deployment_image,
-    resource_versions,
     run_record,
     versions_by_pod,
 )
@@ -230,11 +229,3 @@ def test_sigkill_at_each_blue_green_step_then_rollback_restores_blue(namespace, 
                 for ip in CLIENT_ADDRESSES} == {"1.0.0"}
     assert traffic.failed == 0, f"failed during kill + rollback: {traffic.errors}"
 
-
-def test_rollback_with_nothing_recorded_and_one_revision_changes_nothing(namespace,
-                                                                         deploy_hello, kube):
-    deploy_hello(namespace)
-    before = resource_versions(kube, namespace)
-    result = deployer(namespace, "rollback", "--app", "hello")
-    assert result.code == 2, result
-    assert resource_versions(kube, namespace) == before

@@ -45,9 +45,8 @@ def test_rollback_to_a_named_revision(namespace, deploy_hello, kube):
     assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
 
 
-def test_rollback_to_an_unknown_revision_is_refused_without_changes(namespace, deploy_hello,
-                                                                   kube):
-    deploy_hello(namespace)
+def test_rollback_to_an_unknown_revision_is_refused_without_changes(shared_hello, kube):
+    namespace = shared_hello  # hello v1, shared by tests that only read
     before = resource_versions(kube, namespace)
 
     result = deployer(namespace, "rollback", "--app", "hello", "--to-revision", "99")
@@ -57,8 +56,8 @@ def test_rollback_to_an_unknown_revision_is_refused_without_changes(namespace, d
     assert resource_versions(kube, namespace) == before
 
 
-def test_rollback_with_no_previous_revision_is_a_clear_error(namespace, deploy_hello, kube):
-    deploy_hello(namespace)
+def test_rollback_with_no_previous_revision_is_a_clear_error(shared_hello, kube):
+    namespace = shared_hello  # hello v1, shared by tests that only read
     before = resource_versions(kube, namespace)
 
     result = deployer(namespace, "rollback", "--app", "hello")
@@ -85,8 +84,8 @@ def test_history_lists_each_release_with_strategy_verdict_and_reason(namespace, 
     assert "rejected" in text.stdout and "feature x" in text.stdout
 
 
-def test_status_shows_images_versions_replicas_and_service(namespace, deploy_hello):
-    deploy_hello(namespace)
+def test_status_shows_images_versions_replicas_and_service(shared_hello):
+    namespace = shared_hello  # hello v1, shared by tests that only read
 
     result = deployer(namespace, "-o", "json", "status", "--app", "hello")
 
