@@ -53,11 +53,27 @@ from tests.e2e.lab import (  # noqa: E402,F401 - re-exported for tests
 _E2E_DIR = Path(__file__).resolve().parent
 
 
+# The longest tests (1-2.5 min on a loaded 2-core lab), started first so that the parallel
+# phase does not end waiting on one of them while the other workers are idle.
+LONGEST_FIRST = (
+    "test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight",
+    "test_recreate_to_a_missing_image_rolls_back_to_v1",
+    "test_canary_and_blue_green_run_as_the_ci_service_account",
+    "test_api_unreachable_past_the_budget_exits_69_and_destroys_nothing",
+    "test_use_context_during_a_run_does_not_move_it_to_another_cluster",
+    "test_rollback_to_a_named_revision",
+    "test_rollback_after_a_promoted_canary_restores_v1",
+    "test_recreate_to_v2_reports_downtime_and_keeps_the_rolling_strategy",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test under tests/e2e is an e2e test, marked or not."""
+    """Every test under tests/e2e is an e2e test, marked or not; the longest run first."""
     for item in items:
         if _E2E_DIR in Path(item.path).resolve().parents:
             item.add_marker(pytest.mark.e2e)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.name.split("[")[0], len(rank)))  # stable
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
