@@ -14,8 +14,9 @@ clock skew but makes every newcomer wait a full lease duration, even for a holde
 died hours ago, and a CLI is always a newcomer. The cost is that clocks far apart
 shorten or lengthen the lease: a machine whose clock runs ahead may take over early.
 What bounds the harm: the holder re-reads the Lease when it renews (every third of
-the duration) and before any write once its own clock says the lease ran out
-(``ensure_held``), and from the moment it sees another holder it writes nothing more.
+the duration), before every journal write (``confirm_held``, so before every step), and
+at every safe point once its own clock says the lease ran out (``ensure_held``); from the
+moment it sees another holder it writes nothing more.
 
 The Lease lasts LEASE_SECONDS unless ``DEPLOYER_LEASE_SECONDS`` says otherwise (whole
 seconds above 0; tests use it to wait out an expiry sooner).
@@ -183,6 +184,19 @@ class Lock:
                 self._lease = self.gateway.replace_lease({**lease, "spec": spec})
             except Conflict:
                 self._lost = "the lock changed hands while renewing"
+
+    def confirm_held(self) -> None:
+        """Read the Lease and stop if it is no longer ours: called before every journal
+        write, so a run whose lock was taken over moments ago (``--force``) writes nothing
+        more, without waiting for its next renewal to notice."""
+        with self._mutex:
+            if self._lost is None and self._lease is not None:
+                lease = self.gateway.get_lease(self.name)
+                holder = (lease or {}).get("spec", {}).get("holderIdentity")
+                if holder != self.holder:
+                    self._lost = f"the lock is now held by {holder or 'nobody'}"
+        if self._lost:
+            raise LockHeld(f"stopped before writing: {self._lost}", id="lock-lost")
 
     def ensure_held(self) -> None:
         """Called before every write: a run that lost its lock must not write again."""

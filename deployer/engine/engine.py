@@ -152,7 +152,7 @@ class Engine:
     def _begin(self, journal: Journal) -> None:
         if self.lock is not None and self.lock.note:
             self.reporter.note(self.lock.note)
-        journal.before_write = self._check_lock
+        journal.before_write = self._confirm_lock
 
     def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int) -> Outcome:
         journal.update(phase="paused", position=index + 1, step=gate.describe())
@@ -217,7 +217,7 @@ class Engine:
             self.reporter.measured(failure.evaluation.measurements)
         self.reporter.heading(f"Release rejected: {failure.message}")
         self.reporter.heading("Rolling back")
-        self._check_lock()  # a run that lost its lock leaves the app to the new holder
+        self._confirm_lock()  # a run that lost its lock leaves the app to the new holder
         journal_safe(journal, phase="rolling-back", message=failure.message)
         self.ctx.results.verified_version = None
         # The rollback gets its own budget: a run that timed out must still restore.
@@ -242,6 +242,11 @@ class Engine:
     def _check_lock(self) -> None:
         if self.lock is not None:
             self.lock.ensure_held()
+
+    def _confirm_lock(self) -> None:
+        """Before a journal write: read the Lease, never act on a lock another run holds."""
+        if self.lock is not None:
+            self.lock.confirm_held()
 
     def checkpoint(self) -> None:
         """A safe point: stop if asked to, and never write without holding the lock."""

@@ -376,6 +376,24 @@ def test_a_lock_lost_during_a_failed_step_leaves_the_rollback_to_the_new_holder(
     assert (run.phase, run.step) == ("running", "scale ghost to 1")
 
 
+def test_a_lock_forced_away_moments_ago_is_noticed_before_the_rollback_writes():
+    """The other run forced the lock a second ago: our lease has not run out and our
+    renewal has not noticed yet, but the journal write before the rollback reads it."""
+    gw, _ = cluster(Stealing(deployment()))
+    lock, _ = lease_lock(gw)
+    gw.steal = lambda: gw.leases["deployer-hello"]["spec"].update(
+        holderIdentity="run-2 by on-call")
+    gw.when = "ghost"
+    try:
+        with pytest.raises(LockHeld, match="now held by run-2 by on-call"):
+            make_engine(gw, lock=lock).run(plan(update("hello:v2"), ScaleDeployment("ghost", 1),
+                                                rollback=(update("hello:v1"),)), journal(gw))
+    finally:
+        lock.release()
+    assert images_written(gw) == ["hello:v2"]
+    assert read_run(gw, "hello").phase == "running", "not one journal write after the takeover"
+
+
 def test_a_lock_lost_during_the_rollback_stops_it():
     gw, _ = cluster(Stealing(deployment()))
     lock, gw.steal = lease_lock(gw)

@@ -159,3 +159,24 @@ def test_a_bad_lease_length_from_the_environment_is_invalid_input(monkeypatch, v
     assert refused.value.exit_code == ExitCode.INVALID
     assert refused.value.id == "invalid-lease-seconds"
     assert f"DEPLOYER_LEASE_SECONDS={value!r} is invalid" in refused.value.message
+
+
+def test_a_lock_forced_away_moments_ago_is_noticed_before_the_next_journal_write():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    first.ensure_held()  # a safe point: the lease is fresh, nothing is read
+    lock(store, clock, "b").acquire(force=True)  # the on-call engineer, a second later
+    first.ensure_held()  # its own renewal has not run yet, so a safe point cannot know
+    with pytest.raises(LockHeld, match="stopped before writing: the lock is now held by b"):
+        first.confirm_held()
+    with pytest.raises(LockHeld):
+        first.ensure_held()  # and from then on every safe point stops it too
+
+
+def test_confirming_a_lock_still_held_reads_it_and_passes():
+    store, clock = Leases(), Clock()
+    held = lock(store, clock, "a")
+    held.acquire()
+    held.confirm_held()
+    assert store.items["deployer-hello"]["spec"]["holderIdentity"] == "a"
