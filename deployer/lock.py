@@ -24,7 +24,6 @@ seconds above 0; tests use it to wait out an expiry sooner).
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,8 +31,9 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
-from deployer.errors import Conflict, DeployerError, InvalidInput, LockHeld, NotFound
+from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
 from deployer.timestamps import micro, parse
+from deployer.validation import seconds_from_env
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -46,18 +46,8 @@ LEASE_SECONDS_ENV = "DEPLOYER_LEASE_SECONDS"
 
 def lease_seconds() -> int:
     """The Lease's duration: $DEPLOYER_LEASE_SECONDS when set, else LEASE_SECONDS."""
-    raw = os.environ.get(LEASE_SECONDS_ENV, "").strip()
-    if not raw:
-        return LEASE_SECONDS
-    try:
-        seconds = int(raw)
-    except ValueError:
-        seconds = 0
-    if seconds <= 0:
-        raise InvalidInput(f"{LEASE_SECONDS_ENV}={raw!r} is invalid: use a whole number of "
-                           "seconds above 0", id="invalid-lease-seconds",
-                           hint=f"unset it for the default of {LEASE_SECONDS}s")
-    return seconds
+    return int(seconds_from_env(LEASE_SECONDS_ENV, LEASE_SECONDS, whole=True,
+                                error_id="invalid-lease-seconds"))
 
 
 def lease_name(app: str) -> str:

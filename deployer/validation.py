@@ -20,6 +20,8 @@ library and keeps its import cheap (a few compiled regular expressions).
 
 from __future__ import annotations
 
+import math
+import os
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -49,6 +51,7 @@ __all__ = [
     "parse_steps",
     "parse_surge",
     "resolve_image",
+    "seconds_from_env",
     "validate_app_name",
     "validate_namespace",
     "validate_reason",
@@ -831,3 +834,20 @@ def validate_reason(text: str) -> str:
     except _Problem as p:
         raise p.error("--reason", stripped, "invalid-reason") from None
     return stripped
+
+
+def seconds_from_env(name: str, default: float, *, whole: bool, error_id: str) -> float:
+    """A budget in seconds from the environment variable ``name`` (a test knob): above 0,
+    a whole number if ``whole``; unset or blank means ``default``."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        seconds = float(int(raw)) if whole else float(raw)
+    except ValueError:
+        seconds = 0.0
+    if not (math.isfinite(seconds) and seconds > 0):
+        kind = "a whole number" if whole else "a number"
+        raise InvalidInput(f"{name}={raw!r} is invalid: use {kind} of seconds above 0",
+                           id=error_id, hint=f"unset it for the default of {default:.0f}s")
+    return seconds

@@ -8,16 +8,15 @@ point: a stop request or a lost lock ends the wait), and run a sub-step only thr
 
 from __future__ import annotations
 
-import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from deployer.errors import InvalidInput, StepFailed
+from deployer.errors import StepFailed
 from deployer.health.verifier import VerifyOptions
 from deployer.model import PodFailure, Step
+from deployer.validation import seconds_from_env
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -30,18 +29,8 @@ OUTAGE_BUDGET_ENV = "DEPLOYER_API_OUTAGE_BUDGET"
 def outage_budget() -> float:
     """How long a wait may ride out an API outage: $DEPLOYER_API_OUTAGE_BUDGET (seconds
     above 0; tests use it to reach the end of the budget sooner), else OUTAGE_BUDGET."""
-    raw = os.environ.get(OUTAGE_BUDGET_ENV, "").strip()
-    if not raw:
-        return OUTAGE_BUDGET
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = 0.0
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise InvalidInput(f"{OUTAGE_BUDGET_ENV}={raw!r} is invalid: use a number of seconds "
-                           "above 0", id="invalid-outage-budget",
-                           hint=f"unset it for the default of {OUTAGE_BUDGET:.0f}s")
-    return seconds
+    return seconds_from_env(OUTAGE_BUDGET_ENV, OUTAGE_BUDGET, whole=False,
+                            error_id="invalid-outage-budget")
 
 
 @dataclass
