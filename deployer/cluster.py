@@ -1,8 +1,13 @@
 """The only module that talks to the Kubernetes API.
 
 Everything else in deployer sees a :class:`Gateway` that speaks plain JSON dicts
-and raises deployer's own errors. The client library is imported lazily: it
-costs about half a second, and ``deployer --help`` must stay instant.
+and raises deployer's own errors. The client library is imported lazily, and only
+its transport: ``Configuration`` and ``load_kube_config`` (every kubeconfig auth form,
+exec plugins and refreshing tokens included), ``ApiClient.param_serialize`` (URL, query
+and auth headers) and ``call_api`` (TLS, the connection pool). Requests name the API
+paths themselves: the generated ``CoreV1Api``/``AppsV1Api`` classes import about a
+thousand pydantic models on first use, over a second of CPU in every deployer process,
+to build objects deployer never asks for (it reads JSON).
 
 Retry policy (one place, applied at this edge only):
 
@@ -25,7 +30,7 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from tenacity import (
@@ -42,6 +47,7 @@ from deployer.errors import (
     ClusterUnreachable,
     Conflict,
     DeployerError,
+    InvalidInput,
     NotAuthorised,
     NotFound,
 )
@@ -56,7 +62,22 @@ log = structlog.get_logger("deployer.cluster")
 REQUEST_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds for every API call
 POD_PROXY_TIMEOUT = 5.0  # seconds a pod may take to answer through the pod proxy
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-T = TypeVar("T")
+
+# The API paths deployer uses; each is served by every Kubernetes from 1.20 on.
+_CORE = "/api/v1/namespaces/{namespace}"
+PODS = f"{_CORE}/pods"
+POD_LOG = f"{_CORE}/pods/{{name}}/log"
+SERVICE = f"{_CORE}/services/{{name}}"
+ENDPOINTS = f"{_CORE}/endpoints/{{name}}"
+EVENTS = f"{_CORE}/events"
+CONFIGMAPS = f"{_CORE}/configmaps"
+CONFIGMAP = f"{CONFIGMAPS}/{{name}}"
+DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
+DEPLOYMENT = f"{DEPLOYMENTS}/{{name}}"
+REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+LEASE = f"{LEASES}/{{name}}"
+ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 
 
 class _Transient(Exception):
@@ -188,16 +209,16 @@ class Gateway:
         try:
             contexts, active = config.list_kube_config_contexts(config_file=kubeconfig)
         except config.ConfigException as exc:
-            raise ClusterUnreachable(f"cannot read kubeconfig: {exc}", id="no-kubeconfig") from exc
+            raise InvalidInput(f"cannot read the kubeconfig: {exc}", id="no-kubeconfig",
+                               hint="pass --kubeconfig PATH or set KUBECONFIG") from exc
         chosen = active
         if context:
             chosen = next((c for c in contexts if c["name"] == context), None)
             if chosen is None:
                 names = ", ".join(c["name"] for c in contexts)
-                raise ClusterUnreachable(
+                raise InvalidInput(
                     f"context {context!r} is not in the kubeconfig (known: {names})",
-                    id="unknown-context",
-                )
+                    id="unknown-context", hint="kubectl config get-contexts lists them")
         self.context = chosen["name"] if chosen else None
         context_namespace = (chosen or {}).get("context", {}).get("namespace")
         self.namespace = namespace or context_namespace or "default"
@@ -210,10 +231,6 @@ class Gateway:
             configuration.verify_ssl = False
         self.configuration = configuration
         self.api_client = client.ApiClient(configuration)
-        self.core = client.CoreV1Api(self.api_client)
-        self.apps = client.AppsV1Api(self.api_client)
-        self.coordination = client.CoordinationV1Api(self.api_client)
-        self.authorization = client.AuthorizationV1Api(self.api_client)
         self.budget = budget or RetryBudget()
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
         self._http: httpx.Client | None = None
@@ -231,22 +248,45 @@ class Gateway:
             reraise=True,
         )
 
-    def _call(self, what: str, fn: Callable[..., Any], *args: Any, safe: bool = True,
-              **kwargs: Any) -> Any:
-        """Call the client, decode JSON, retry if ``safe``, translate errors."""
-        kwargs.setdefault("_request_timeout", self.request_timeout)
-        kwargs["_preload_content"] = False
+    def _send(self, method: str, path: str, *, params: dict[str, str] | None = None,
+              query: dict[str, Any] | None = None, body: Any = None,
+              content_type: str | None = None,
+              timeout: Any = None) -> Any:
+        """One request through the client's transport; a non-2xx answer is raised.
+
+        Returns the client's response before its body is read, so a watch can stream it.
+        """
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+        method, url, headers, body, post = self.api_client.param_serialize(
+            method=method, resource_path=path, path_params=params,
+            query_params=[(k, v) for k, v in (query or {}).items() if v not in (None, "")],
+            header_params=headers, body=body, auth_settings=["BearerToken"])
+        response = self.api_client.call_api(method, url, headers, body, post,
+                                            _request_timeout=timeout or self.request_timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise self._client_mod.ApiException.from_response(
+                http_resp=response, body=None, data=None)
+        return response
+
+    def _call(self, what: str, method: str, path: str, *, params: dict[str, str] | None = None,
+              query: dict[str, Any] | None = None, body: Any = None, safe: bool = True,
+              content_type: str | None = None) -> Any:
+        """Send a request, decode its JSON, retry if ``safe``, translate errors."""
 
         def once() -> Any:
             try:
-                response = fn(*args, **kwargs)
+                response = self._send(method, path, params=params, query=query, body=body,
+                                      content_type=content_type)
             except BaseException as exc:  # noqa: BLE001 - classified below
                 status = _status_of(exc)
                 if safe and (status in RETRYABLE_STATUS or
                              (status is None and _is_connection_error(exc))):
                     raise _Transient(exc, _retry_after(exc)) from exc
                 raise
-            data = response.data
+            data = response.read()
             return json.loads(data) if data else None
 
         try:
@@ -263,52 +303,65 @@ class Gateway:
 
     # -------------------------------------------------------------------- reads
 
+    def _ns(self, **params: str) -> dict[str, str]:
+        return {"namespace": self.namespace, **params}
+
     def server_version(self) -> dict[str, Any]:
-        api = self._client_mod.VersionApi(self.api_client)
-        return dict(self._call("reading the server version", api.get_code))
+        return dict(self._call("reading the server version", "GET", "/version"))
+
+    def namespace_exists(self) -> bool | None:
+        """Whether the gateway's namespace exists; None when we may not read namespaces."""
+        try:
+            self._call(f"reading namespace {self.namespace}", "GET", "/api/v1/namespaces/{name}",
+                       params={"name": self.namespace})
+        except NotFound:
+            return False
+        except NotAuthorised:
+            return None
+        return True
 
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self._call(f"reading deployment {name}",
-                                   self.apps.read_namespaced_deployment, name, self.namespace))
+            return dict(self._call(f"reading deployment {name}", "GET", DEPLOYMENT,
+                                   params=self._ns(name=name)))
         except NotFound:
             return None
 
     def list_deployments(self, selector: str | None = None) -> list[dict[str, Any]]:
-        out = self._call("listing deployments", self.apps.list_namespaced_deployment,
-                         self.namespace, label_selector=selector or "")
+        out = self._call("listing deployments", "GET", DEPLOYMENTS, params=self._ns(),
+                         query={"labelSelector": selector})
         return list(out.get("items") or [])
 
     def list_replicasets(self, selector: str) -> list[dict[str, Any]]:
-        out = self._call("listing replicasets", self.apps.list_namespaced_replica_set,
-                         self.namespace, label_selector=selector)
+        out = self._call("listing replicasets", "GET", REPLICASETS, params=self._ns(),
+                         query={"labelSelector": selector})
         return list(out.get("items") or [])
 
     def list_pods(self, selector: str) -> list[dict[str, Any]]:
-        out = self._call("listing pods", self.core.list_namespaced_pod, self.namespace,
-                         label_selector=selector)
+        out = self._call("listing pods", "GET", PODS, params=self._ns(),
+                         query={"labelSelector": selector})
         return list(out.get("items") or [])
 
     def get_service(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self._call(f"reading service {name}",
-                                   self.core.read_namespaced_service, name, self.namespace))
+            return dict(self._call(f"reading service {name}", "GET", SERVICE,
+                                   params=self._ns(name=name)))
         except NotFound:
             return None
 
     def endpoint_addresses(self, service: str) -> set[str]:
         """Ready addresses of a Service's Endpoints (core/v1, served by every version)."""
         try:
-            ep = self._call(f"reading endpoints {service}",
-                            self.core.read_namespaced_endpoints, service, self.namespace)
+            ep = self._call(f"reading endpoints {service}", "GET", ENDPOINTS,
+                            params=self._ns(name=service))
         except NotFound:
             return set()
         return {a["ip"] for subset in ep.get("subsets") or []
                 for a in subset.get("addresses") or []}
 
     def list_events(self, object_name: str) -> list[dict[str, Any]]:
-        out = self._call("listing events", self.core.list_namespaced_event, self.namespace,
-                         field_selector=f"involvedObject.name={object_name}")
+        out = self._call("listing events", "GET", EVENTS, params=self._ns(),
+                         query={"fieldSelector": f"involvedObject.name={object_name}"})
         items = list(out.get("items") or [])
         items.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return items
@@ -316,13 +369,12 @@ class Gateway:
     def pod_logs(self, pod: str, container: str, *, tail_lines: int = 10,
                  previous: bool = False) -> list[str]:
         try:
-            response = self.core.read_namespaced_pod_log(
-                pod, self.namespace, container=container, tail_lines=tail_lines,
-                previous=previous, _preload_content=False,
-                _request_timeout=self.request_timeout)
+            response = self._send("GET", POD_LOG, params=self._ns(name=pod),
+                                  query={"container": container, "tailLines": tail_lines,
+                                         "previous": previous})
+            text = response.read().decode("utf-8", "replace")
         except Exception:  # noqa: BLE001 - logs are a courtesy in a report, never a failure
             return []
-        text = response.data.decode("utf-8", "replace")  # type: ignore[attr-defined]
         return [line for line in text.splitlines() if line.strip()][-tail_lines:]
 
     # ------------------------------------------------------------------- writes
@@ -331,18 +383,17 @@ class Gateway:
         """PUT of the whole object; conditional on its metadata.resourceVersion."""
         name = body["metadata"]["name"]
         return dict(self._call(
-            f"replacing deployment {name}", self.apps.replace_namespaced_deployment, name,
-            self.namespace, body, safe=bool(body["metadata"].get("resourceVersion"))))
+            f"replacing deployment {name}", "PUT", DEPLOYMENT, params=self._ns(name=name),
+            body=body, safe=bool(body["metadata"].get("resourceVersion"))))
 
     def create_deployment(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call(
-            f"creating deployment {body['metadata']['name']}",
-            self.apps.create_namespaced_deployment, self.namespace, body))
+        return dict(self._call(f"creating deployment {body['metadata']['name']}", "POST",
+                               DEPLOYMENTS, params=self._ns(), body=body))
 
     def delete_deployment(self, name: str) -> None:
         try:
-            self._call(f"deleting deployment {name}", self.apps.delete_namespaced_deployment,
-                       name, self.namespace, propagation_policy="Background")
+            self._call(f"deleting deployment {name}", "DELETE", DEPLOYMENT,
+                       params=self._ns(name=name), query={"propagationPolicy": "Background"})
         except NotFound:
             return
 
@@ -352,45 +403,45 @@ class Gateway:
         if resource_version:
             body["metadata"] = {**body.get("metadata", {}), "resourceVersion": resource_version}
         return dict(self._call(
-            f"patching service {name}", self.core.patch_namespaced_service, name,
-            self.namespace, body, safe=resource_version is not None,
-            _content_type="application/merge-patch+json"))
+            f"patching service {name}", "PATCH", SERVICE, params=self._ns(name=name),
+            body=body, safe=resource_version is not None,
+            content_type="application/merge-patch+json"))
 
     def get_config_map(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self._call(f"reading configmap {name}",
-                                   self.core.read_namespaced_config_map, name, self.namespace))
+            return dict(self._call(f"reading configmap {name}", "GET", CONFIGMAP,
+                                   params=self._ns(name=name)))
         except NotFound:
             return None
 
     def create_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call(f"creating configmap {body['metadata']['name']}",
-                               self.core.create_namespaced_config_map, self.namespace, body))
+        return dict(self._call(f"creating configmap {body['metadata']['name']}", "POST",
+                               CONFIGMAPS, params=self._ns(), body=body))
 
     def replace_config_map(self, body: dict[str, Any]) -> dict[str, Any]:
         """Conditional on metadata.resourceVersion: 409 when someone else wrote in between."""
         name = body["metadata"]["name"]
-        return dict(self._call(f"updating configmap {name}",
-                               self.core.replace_namespaced_config_map, name, self.namespace,
-                               body, safe=bool(body["metadata"].get("resourceVersion"))))
+        return dict(self._call(f"updating configmap {name}", "PUT", CONFIGMAP,
+                               params=self._ns(name=name), body=body,
+                               safe=bool(body["metadata"].get("resourceVersion"))))
 
     def get_lease(self, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self._call(f"reading lease {name}",
-                                   self.coordination.read_namespaced_lease, name, self.namespace))
+            return dict(self._call(f"reading lease {name}", "GET", LEASE,
+                                   params=self._ns(name=name)))
         except NotFound:
             return None
 
     def create_lease(self, body: dict[str, Any]) -> dict[str, Any]:
-        return dict(self._call(f"creating lease {body['metadata']['name']}",
-                               self.coordination.create_namespaced_lease, self.namespace, body))
+        return dict(self._call(f"creating lease {body['metadata']['name']}", "POST", LEASES,
+                               params=self._ns(), body=body))
 
     def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         """Conditional on metadata.resourceVersion: 409 when someone else wrote in between."""
         name = body["metadata"]["name"]
-        return dict(self._call(f"updating lease {name}",
-                               self.coordination.replace_namespaced_lease, name, self.namespace,
-                               body, safe=bool(body["metadata"].get("resourceVersion"))))
+        return dict(self._call(f"updating lease {name}", "PUT", LEASE,
+                               params=self._ns(name=name), body=body,
+                               safe=bool(body["metadata"].get("resourceVersion"))))
 
     def can_i(self, verb: str, group: str, resource: str, subresource: str = "") -> bool:
         """SelfSubjectAccessReview: may the current identity do this in the namespace?"""
@@ -399,8 +450,8 @@ class Gateway:
                                                 "group": group, "resource": resource,
                                                 "subresource": subresource}}}
         # Creating a review changes nothing, so replaying it is safe.
-        out = self._call(f"asking whether we may {verb} {resource}",
-                         self.authorization.create_self_subject_access_review, body)
+        out = self._call(f"asking whether we may {verb} {resource}", "POST", ACCESS_REVIEWS,
+                         body=body)
         return bool((out.get("status") or {}).get("allowed"))
 
     # ------------------------------------------------------------------ pod proxy
@@ -478,13 +529,12 @@ class Gateway:
     def changes(self, *, deployment: str | None = None,
                 pod_selector: str | None = None) -> ChangeFeed:
         """Start watching a Deployment and/or pods; ``feed.wait(t)`` wakes on any change."""
-        sources: list[tuple[str, Callable[..., Any], dict[str, Any]]] = []
+        sources: list[tuple[str, str, dict[str, Any]]] = []
         if deployment:
-            sources.append(("deployment", self.apps.list_namespaced_deployment,
-                            {"field_selector": f"metadata.name={deployment}"}))
+            sources.append(("deployment", DEPLOYMENTS,
+                            {"fieldSelector": f"metadata.name={deployment}"}))
         if pod_selector:
-            sources.append(("pods", self.core.list_namespaced_pod,
-                            {"label_selector": pod_selector}))
+            sources.append(("pods", PODS, {"labelSelector": pod_selector}))
         return ChangeFeed(self, sources)
 
 
@@ -497,8 +547,7 @@ class ChangeFeed:
     the current state, so a missed event costs at most one wait interval.
     """
 
-    def __init__(self, gateway: Gateway, sources: list[tuple[str, Callable[..., Any],
-                                                             dict[str, Any]]]):
+    def __init__(self, gateway: Gateway, sources: list[tuple[str, str, dict[str, Any]]]):
         self._gateway = gateway
         self._queue: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stop = threading.Event()
@@ -509,18 +558,28 @@ class ChangeFeed:
         for thread in self._threads:
             thread.start()
 
-    def _run(self, name: str, list_fn: Callable[..., Any], selectors: dict[str, Any]) -> None:
+    def _run(self, name: str, path: str, selectors: dict[str, Any]) -> None:
         from kubernetes import watch
 
         gw = self._gateway
+
+        def open_watch(*, resource_version: str, timeout_seconds: int,
+                       _request_timeout: Any = None, **_: Any) -> Any:
+            # Watch.stream passes watch=True and _preload_content=False: a watch is
+            # always a stream, and the response is handed over unread.
+            query = {**selectors, "watch": True, "resourceVersion": resource_version,
+                     "timeoutSeconds": timeout_seconds}
+            return gw._send("GET", path, params=gw._ns(), query=query,
+                            timeout=_request_timeout).response
+
         while not self._stop.is_set():
             try:
-                listing = gw._call(f"listing {name}", list_fn, gw.namespace, **selectors)
+                listing = gw._call(f"listing {name}", "GET", path, params=gw._ns(),
+                                   query=selectors)
                 rv = listing["metadata"]["resourceVersion"]
-                w = watch.Watch()
-                for event in w.stream(list_fn, gw.namespace, resource_version=rv,
-                                      timeout_seconds=60, deserialize=False,
-                                      _request_timeout=(5.0, 75.0), **selectors):
+                w = watch.Watch(return_type="object")
+                for event in w.stream(open_watch, resource_version=rv, timeout_seconds=60,
+                                      deserialize=False, _request_timeout=(5.0, 75.0)):
                     if self._stop.is_set():
                         w.stop()
                         break
