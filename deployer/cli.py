@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
 
@@ -37,7 +37,8 @@ if TYPE_CHECKING:
     from deployer.health.verifier import VerifyOptions
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
-    from deployer.model import Outcome, Step
+    from deployer.model import AppState, Outcome, Plan, Step, Target
+    from deployer.record import RunRecord
     from deployer.report import Reporter
 
 HELP = f"""Roll out a new version of an app on Kubernetes with a chosen strategy,
@@ -77,19 +78,22 @@ def _version(value: bool) -> None:
 @app.callback()
 def global_options(
     ctx: typer.Context,
-    kubeconfig: str | None = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG",
+    kubeconfig: str | None = typer.Option(None, "--kubeconfig", metavar="PATH", envvar="KUBECONFIG",
                                           help="Path of the kubeconfig (default: $KUBECONFIG, "
                                                "~/.kube/config)."),
     context: str | None = typer.Option(
-        None, "--context", help="Kubeconfig context to use (required when $CI is set)."),
-    namespace: str | None = typer.Option(None, "-n", "--namespace",
+        None, "--context", metavar="CONTEXT",
+        help="Kubeconfig context to use (required when $CI is set)."),
+    namespace: str | None = typer.Option(None, "-n", "--namespace", metavar="NAMESPACE",
                                          help="Namespace (default: the context's, else "
                                               "'default')."),
-    output: str = typer.Option("text", "-o", "--output", help="text or json (one JSON report "
-                                                              "on stdout)."),
-    timeout: str = typer.Option("10m", "--timeout", help="Deadline for the whole run, e.g. "
-                                                         "90s, 10m."),
-    request_timeout: str = typer.Option("30s", "--request-timeout",
+    output: str = typer.Option("text", "-o", "--output", metavar="FORMAT",
+                               help="text or json (one JSON report "
+                                    "on stdout)."),
+    timeout: str = typer.Option("10m", "--timeout", metavar="DURATION",
+                                help="Deadline for the whole run, e.g. "
+                                     "90s, 10m."),
+    request_timeout: str = typer.Option("30s", "--request-timeout", metavar="DURATION",
                                         help="Deadline for one API request (the client's "
                                              "default is none)."),
     insecure: bool = typer.Option(False, "--insecure-skip-tls-verify",
@@ -99,7 +103,8 @@ def global_options(
                                                 help="Allow kube-system, kube-public and "
                                                      "kube-node-lease."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logs on stderr."),
-    log_format: str = typer.Option("console", "--log-format", help="console or json."),
+    log_format: str = typer.Option("console", "--log-format", metavar="FORMAT",
+                                   help="console or json."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
@@ -208,7 +213,9 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
     from deployer.record import who_am_i
+    from deployer.snapshot import find_app
 
+    find_app(gw, app_name)  # a typo in --app or -n is refused before anything is written
     force, wait = ctx.meta.get("force", False), ctx.meta.get("wait_for_lock", 0.0)
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
@@ -224,6 +231,27 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
             yield Guard(stop, lock, note)
         finally:
             lock.release()
+
+
+class Prepared(NamedTuple):
+    state: AppState
+    target: Target
+    plan: Plan
+    in_progress: RunRecord | None  # the same run, interrupted: the real run resumes it
+
+
+def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
+                    needs: Iterable[type[Step]]) -> str | None:
+    """What the real run checks before its first write, without writing: permissions and
+    the lock. Returns a note on what the real run would do about the lock."""
+    import uuid
+
+    from deployer import preflight
+    from deployer.lock import Lock
+
+    preflight.check(gw, needs)
+    lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:dry-run", "")
+    return lock.check_free(force=ctx.meta.get("force", False))
 
 
 def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
@@ -253,8 +281,9 @@ def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) ->
 
 FORCE = typer.Option(False, "--force", help="Take the app's lock over even if another run "
                                              "holds it (that run stops before its next write).")
-WAIT_FOR_LOCK = typer.Option(None, "--wait-for-lock", help="Wait this long for another run's "
-                                                            "lock instead of exiting 4.")
+WAIT_FOR_LOCK = typer.Option(None, "--wait-for-lock", metavar="DURATION",
+                             help="Wait this long for another run's "
+                                  "lock instead of exiting 4.")
 
 
 # -------------------------------------------------------------------- deploys
@@ -297,7 +326,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     plugin = strategies.load(strategy_name)
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
+
+    def prepare() -> Prepared:
+        """Everything the run decides from reading alone; every refusal happens here."""
         state = read_app(gw, app_name, container)
         if state.deployment["spec"].get("paused"):
             raise InvalidInput(f"deployment {app_name} is paused: Kubernetes would not roll "
@@ -311,19 +342,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                 f"cannot tell which version {target_image} should answer on /version",
                 id="unknown-expected-version",
                 hint="pass --expect-version VERSION (or --no-version-check to skip the HTTP check)")
-        who = who_am_i()
-        target = Target(target_image, None if no_version_check else expected, reason, who)
-        reporter = _reporter(g)
-        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
-                      to_image=str(target_image), from_version=state.version,
-                      expected_version=target.expected_version)
+        target = Target(target_image, None if no_version_check else expected, reason,
+                        who_am_i())
         plan = plugin.plan(state, target, strategies.Options(options))
-        if dry_run:
-            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
-            for line in plan.describe():
-                reporter.line(line)
-            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
-                                             "dry run: nothing was changed"))
         in_progress = read_run(gw, app_name)
         if in_progress is not None and in_progress.plan is not None:
             same = (in_progress.strategy == strategy_name
@@ -335,10 +356,42 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                     f"{in_progress.started} by {in_progress.who})", id="run-in-progress",
                     hint=f"finish it first: deployer promote --app {app_name}, deployer abort "
                          f"--app {app_name} or deployer rollback --app {app_name}")
+        else:
+            in_progress = None
+        return Prepared(state, target, plan, in_progress)
+
+    # Read and refuse before the first write (the Lease); under the lock, read again:
+    # another run may have finished in between.
+    prepared = prepare()
+    if dry_run:
+        note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
+    with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
+        if not dry_run:
+            prepared = prepare()
+        state, target, plan, in_progress = prepared
+        target_image = target.image
+        reporter = _reporter(g)
+        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
+                      to_image=str(target_image), from_version=state.version,
+                      expected_version=target.expected_version)
+        if dry_run:
+            if note:
+                reporter.note(note)
+            if in_progress is not None:
+                reporter.note(f"the real run would resume run {in_progress.id} "
+                              f"({in_progress.phase}) at step {(in_progress.position or 0) + 1}"
+                              " of its recorded plan")
+                plan = Plan.from_json(state.app, in_progress.plan or {})
+            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
+            for line in plan.describe():
+                reporter.line(line)
+            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
+                                             "dry run: nothing was changed"))
+        if in_progress is not None:
             # The same command again (a CI job re-run after a timeout or a kill): continue
             # the recorded plan where it stopped. Steps are idempotent, so the step in
             # progress is simply done again, and no extra revision is created.
-            resumed = Plan.from_json(state.app, in_progress.plan)
+            resumed = Plan.from_json(state.app, in_progress.plan or {})
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
             settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
@@ -360,7 +413,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                 "pod-template-hash")
         record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
                            state.version, target.expected_version, state.revision, template_hash,
-                           who=who, reason=reason)
+                           who=target.who or who_am_i(), reason=reason)
         journal = Journal(gw, app_name, record)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                verify=_verify_options("off" if no_version_check else
@@ -416,17 +469,21 @@ def _finish(reporter: Reporter, outcome: Outcome) -> int:
     return int(outcome.exit_code)
 
 
-APP = typer.Option(..., "--app", help="The app: its Deployment and Service have this name.")
-IMAGE = typer.Option(..., "--image", help="Full image reference, or a bare tag (v2) for the "
-                                          "app's current repository.")
-REASON = typer.Option(None, "--reason", help="Why: recorded as the change-cause.")
+APP = typer.Option(..., "--app", metavar="APP",
+                   help="The app: its Deployment and Service have this name.")
+IMAGE = typer.Option(..., "--image", metavar="IMAGE",
+                     help="Full image reference, or a bare tag (v2) for the "
+                          "app's current repository.")
+REASON = typer.Option(None, "--reason", metavar="TEXT", help="Why: recorded as the change-cause.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; change nothing.")
-EXPECT = typer.Option(None, "--expect-version", help="What /version must answer (default: "
-                                                      "from the tag, v2 -> 2.0.0).")
+EXPECT = typer.Option(None, "--expect-version", metavar="VERSION",
+                      help="What /version must answer (default: "
+                           "from the tag, v2 -> 2.0.0).")
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")
-CONTAINER = typer.Option(None, "--container", help="Container to update (default: the only "
-                                                   "one, or the one named like the app).")
-CHECK_VIA = typer.Option("proxy", "--check-via", "--url",
+CONTAINER = typer.Option(None, "--container", metavar="CONTAINER",
+                         help="Container to update (default: the only "
+                              "one, or the one named like the app).")
+CHECK_VIA = typer.Option("proxy", "--check-via", "--url", metavar="HOW",
                          help="How /version is read from each new pod: proxy (through the "
                               "API server; works from anywhere), pod-ip (direct; needs the pod "
                               "network), or a URL template such as "
@@ -435,9 +492,10 @@ ATOMIC = typer.Option(False, "--atomic", help="On SIGINT/SIGTERM (a cancelled CI
                                                "back before exiting 130 instead of stopping "
                                                "where the run is; a second signal stops at "
                                                "once.")
-PROGRESS = typer.Option(None, "--progress-deadline", help="How long new pods may take to be "
-                                                          "healthy (default: the Deployment's "
-                                                          "progressDeadlineSeconds).")
+PROGRESS = typer.Option(None, "--progress-deadline", metavar="DURATION",
+                        help="How long new pods may take to be "
+                             "healthy (default: the Deployment's "
+                             "progressDeadlineSeconds).")
 
 
 @app.command()
@@ -445,8 +503,9 @@ def rolling(
     ctx: typer.Context,
     app_name: str = APP,
     image: str = IMAGE,
-    max_surge: str | None = typer.Option(None, "--max-surge", help="N or N%."),
-    max_unavailable: str | None = typer.Option(None, "--max-unavailable", help="N or N%."),
+    max_surge: str | None = typer.Option(None, "--max-surge", metavar="N|N%", help="N or N%."),
+    max_unavailable: str | None = typer.Option(None, "--max-unavailable", metavar="N|N%",
+                                               help="N or N%."),
     reason: str | None = REASON,
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
@@ -500,7 +559,7 @@ def recreate(
 def rollback(
     ctx: typer.Context,
     app_name: str = APP,
-    to_revision: str | None = typer.Option(None, "--to-revision",
+    to_revision: str | None = typer.Option(None, "--to-revision", metavar="REVISION",
                                            help="Revision number (see history)."),
     reason: str | None = REASON,
     container: str | None = CONTAINER,
@@ -613,7 +672,7 @@ def history(ctx: typer.Context, app_name: str = APP) -> int:
     return _show(ctx, app_name, "history")
 
 
-CLIENTS = typer.Option(None, "--client-addresses",
+CLIENTS = typer.Option(None, "--client-addresses", metavar="ADDRESSES",
                        help="Source addresses to call the Service from, to measure the share "
                             "of each version and stickiness, e.g. 10.200.0.2-10.200.0.41 "
                             "(default: $DEPLOYER_CLIENT_ADDRESSES; without any, those checks "
@@ -627,13 +686,17 @@ def canary(
     ctx: typer.Context,
     app_name: str = APP,
     image: str = IMAGE,
-    steps: str | None = typer.Option(None, "--steps", help="Canary weights in percent, e.g. "
-                                                           "25,50,100 (default)."),
-    weight: str | None = typer.Option(None, "--weight", help="One canary step at this weight, "
-                                                             "then promotion."),
-    interval: str = typer.Option("0s", "--interval", help="Analysis time at each step."),
-    samples: int = typer.Option(3, "--samples", help="Consecutive matching /version answers "
-                                                     "each pod must give."),
+    steps: str | None = typer.Option(None, "--steps", metavar="PERCENTS",
+                                     help="Canary weights in percent, e.g. "
+                                          "25,50,100 (default)."),
+    weight: str | None = typer.Option(None, "--weight", metavar="PERCENT",
+                                      help="One canary step at this weight, "
+                                           "then promotion."),
+    interval: str = typer.Option("0s", "--interval", metavar="DURATION",
+                                 help="Analysis time at each step."),
+    samples: int = typer.Option(3, "--samples", metavar="N",
+                                help="Consecutive matching /version answers "
+                                     "each pod must give."),
     until_gate: bool = UNTIL_GATE,
     client_addresses: str | None = CLIENTS,
     reason: str | None = REASON,
@@ -672,11 +735,12 @@ def blue_green(
     ctx: typer.Context,
     app_name: str = APP,
     image: str = IMAGE,
-    preview_replicas: str | None = typer.Option(None, "--preview-replicas",
+    preview_replicas: str | None = typer.Option(None, "--preview-replicas", metavar="N",
                                                 help="Start the new side this small, verify "
                                                      "it, then scale it to full size."),
-    keep_old: str = typer.Option("10m", "--keep-old", help="How long the old side keeps "
-                                                          "running after the switch."),
+    keep_old: str = typer.Option("10m", "--keep-old", metavar="DURATION",
+                                 help="How long the old side keeps "
+                                      "running after the switch."),
     until_gate: bool = UNTIL_GATE,
     client_addresses: str | None = CLIENTS,
     reason: str | None = REASON,
@@ -772,9 +836,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    output_json = "json" in (argv if argv is not None else sys.argv[1:])
+    from deployer.cliargs import hoist, table_of
+
+    command = typer.main.get_command(app)
+    hoisted = hoist(list(sys.argv[1:] if argv is None else argv), table_of(command))
+    output_json = hoisted.output == "json"
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="deployer")
+        for tokens in hoisted.repeated.values():
+            raise InvalidInput(f"{tokens[0].split()[0]} is given {len(tokens)} times "
+                               f"({', '.join(tokens)}): give it once", id="repeated-option")
+        result = command(args=hoisted.argv, standalone_mode=False, prog_name="deployer")
     except typer.Exit as exc:
         return int(exc.exit_code)
     except typer.Abort:

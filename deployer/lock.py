@@ -108,17 +108,36 @@ class Lock:
                             if state.outcome else (False, ""))
         acquired, note = retrying(self._try, force)
         if not acquired:
-            holder = describe_holder(self._lease or {}, self.clock()) or {}
-            raise LockHeld(
-                f"{self.app} is locked by {holder.get('holder')} "
-                f"({holder.get('command') or 'unknown command'}, since "
-                f"{holder.get('since')}); the lock expires in "
-                f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed",
-                hint="wait for it (--wait-for-lock 5m), or take it over with --force if "
-                     "that run is dead or must be stopped")
+            raise self._held_error()
         self._start_renewing()
         self.note = note or None
         return self.note
+
+    def _held_error(self) -> LockHeld:
+        holder = describe_holder(self._lease or {}, self.clock()) or {}
+        return LockHeld(
+            f"{self.app} is locked by {holder.get('holder')} "
+            f"({holder.get('command') or 'unknown command'}, since "
+            f"{holder.get('since')}); the lock expires in "
+            f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed",
+            hint="wait for it (--wait-for-lock 5m), or take it over with --force if "
+                 "that run is dead or must be stopped")
+
+    def check_free(self, *, force: bool = False) -> str | None:
+        """What :meth:`acquire` would decide now, without writing (for a dry run).
+
+        Raises LockHeld when another live run holds the Lease; returns a note when the
+        real run would take over an expired or forced one."""
+        lease = self.gateway.get_lease(self.name)
+        current = describe_holder(lease, self.clock()) if lease else None
+        if current is None or current["holder"] == self.holder:
+            return None
+        expired = current["expiresIn"] <= 0
+        if not (expired or force):
+            self._lease = lease
+            raise self._held_error()
+        return (f"the real run would take over the lock from {current['holder']} "
+                f"({'expired' if expired else 'forced'})")
 
     def _try(self, force: bool) -> tuple[bool, str]:
         now = self.clock()

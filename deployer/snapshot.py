@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -76,13 +77,29 @@ def current_versions(gateway: ClusterGateway, deployment: dict[str, Any],
         return Counter(probe.versions(pods, port).values())
 
 
+def find_app(gateway: ClusterGateway, app: str) -> dict[str, Any]:
+    """The app's Deployment, or AppNotFound saying whether the namespace is the problem."""
+    dep = gateway.get_deployment(app)
+    if dep is not None:
+        return dep
+    ns = gateway.namespace
+    if gateway.namespace_exists() is False:
+        raise AppNotFound(f"namespace {ns!r} does not exist", id="unknown-namespace",
+                          hint="check -n/--namespace (kubectl get namespaces lists them)")
+    names = sorted(d["metadata"]["name"] for d in gateway.list_deployments())
+    close = difflib.get_close_matches(app, names, n=3)
+    if close:
+        hint = f"did you mean {' or '.join(close)}? (--app names the app's Deployment)"
+    elif names:
+        hint = f"Deployments in {ns}: {', '.join(names[:10])}{' ...' if len(names) > 10 else ''}"
+    else:
+        hint = f"namespace {ns} has no Deployments: check -n/--namespace"
+    raise AppNotFound(f"no Deployment named {app!r} in namespace {ns!r}", hint=hint)
+
+
 def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
              measure_version: bool = True) -> AppState:
-    dep = gateway.get_deployment(app)
-    if dep is None:
-        raise AppNotFound(f"no Deployment named {app!r} in namespace {gateway.namespace!r}",
-                          hint="check --app and --namespace (deployer looks for a Deployment "
-                               "with the app's name)")
+    dep = find_app(gateway, app)
     c = pick_container(dep, container)
     try:
         image: ImageRef = parse_reference(c["image"])

@@ -125,6 +125,7 @@ class FakeGateway:
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.conflicts_left = 0
         self.advance: Callable[[], None] = lambda: None
+        self.namespace_is: bool | None = True  # what namespace_exists answers
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -140,6 +141,9 @@ class FakeGateway:
             raise Conflict(f"{kind} {body['metadata']['name']} changed")
 
     # ------------------------------------------------------------ reads
+    def namespace_exists(self) -> bool | None:
+        return self.namespace_is
+
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         d = self.deployments.get(name)
         return copy.deepcopy(d) if d else None

@@ -1,0 +1,108 @@
+"""Refusals come before the first write: a typo in --app or -n, a paused Deployment, an
+unfinished run or a held lock leaves the cluster as it was (no Lease, no journal), and a
+dry run refuses what the real run would refuse, with the same exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from deployer import cli
+from deployer.exitcodes import ExitCode
+from deployer.lock import Lock, lease_name
+from deployer.record import Journal, RunRecord
+from tests.unit.fakes import FakeGateway, deployment, service
+
+
+@pytest.fixture
+def gw(monkeypatch) -> FakeGateway:
+    fake = FakeGateway(deployment("hello"))
+    fake.services["hello"] = service("hello", {"app": "hello"})
+    monkeypatch.setattr(cli, "_connect", lambda g: fake)
+    monkeypatch.delenv("CI", raising=False)
+    return fake
+
+
+def refused(argv: list[str], capsys) -> tuple[int, str]:
+    code = cli.run(argv)
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["rolling", "--app", "helo", "--image", "v2"],
+    ["canary", "--app", "helo", "--image", "v2"],
+    ["blue-green", "--app", "helo", "--image", "v2"],
+    ["rollback", "--app", "helo"],
+    ["promote", "--app", "helo"],
+    ["abort", "--app", "helo"],
+])
+def test_a_typo_in_the_app_is_exit_2_with_a_suggestion_and_writes_nothing(gw, capsys, command):
+    code, err = refused(command, capsys)
+    assert code == ExitCode.INVALID, err
+    assert "no Deployment named 'helo'" in err and "did you mean hello?" in err
+    assert gw.writes == [] and gw.leases == {}
+
+
+def test_a_namespace_that_does_not_exist_is_named_as_such(gw, capsys):
+    gw.deployments.clear()
+    gw.namespace_is = False
+    code, err = refused(["rolling", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID
+    assert "namespace 'test' does not exist" in err and "unknown-namespace" in err
+    assert gw.writes == []
+
+
+def test_without_permission_to_read_namespaces_the_app_is_what_is_missing(gw, capsys):
+    gw.deployments.clear()
+    gw.namespace_is = None
+    code, err = refused(["rolling", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID
+    assert "no Deployment named 'hello'" in err and "has no Deployments" in err
+
+
+def test_a_paused_deployment_is_refused_before_the_lease(gw, capsys):
+    gw.deployments["hello"]["spec"]["paused"] = True
+    code, err = refused(["rolling", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID and "paused" in err
+    assert gw.writes == []
+
+
+def record_unfinished_run(gw: FakeGateway, to_image: str, phase: str) -> None:
+    run = RunRecord("canary", "hello", "hello:v1", to_image, "1.0.0", "2.0.0", 1,
+                    phase=phase, plan={"schemaVersion": 1, "strategy": "canary", "steps": [],
+                                       "rollback": []},
+                    position=1)
+    Journal(gw, "hello", run).update()
+    gw.writes.clear()
+
+
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_an_unfinished_run_is_refused_by_the_real_run_and_by_the_dry_run(gw, capsys, dry_run):
+    record_unfinished_run(gw, "hello:v3", "paused")
+    code, err = refused(["canary", "--app", "hello", "--image", "v2", *dry_run], capsys)
+    assert code == ExitCode.INVALID and "run-in-progress" in err
+    assert gw.writes == []
+
+
+def test_a_dry_run_of_the_interrupted_command_says_it_would_resume(gw, capsys):
+    record_unfinished_run(gw, "hello:v2", "running")
+    code = cli.run(["canary", "--app", "hello", "--image", "v2", "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK and "would resume run" in captured.out + captured.err
+    assert gw.writes == []
+
+
+def test_a_dry_run_while_another_run_holds_the_lock_exits_4_like_the_real_run(gw, capsys):
+    Lock(gw, "hello", "other:ci@runner", "deployer canary --app hello").acquire()
+    gw.writes.clear()
+    for extra in (["--dry-run"], []):
+        code, err = refused(["rolling", "--app", "hello", "--image", "v2", *extra], capsys)
+        assert code == ExitCode.LOCKED and "locked by other:ci@runner" in err
+    assert [w for w in gw.writes if w[1] != "lease"] == []
+    assert gw.leases[lease_name("hello")]["spec"]["holderIdentity"] == "other:ci@runner"
+
+
+def test_a_dry_run_without_permission_fails_preflight_like_the_real_run(gw, capsys):
+    gw.denied.add(("update", "apps", "deployments", ""))
+    code, err = refused(["rolling", "--app", "hello", "--image", "v2", "--dry-run"], capsys)
+    assert code != ExitCode.OK and "update" in err
+    assert gw.writes == []
