@@ -102,7 +102,9 @@ def global_options(
     allow_system_namespace: bool = typer.Option(False, "--allow-system-namespace",
                                                 help="Allow kube-system, kube-public and "
                                                      "kube-node-lease."),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="Debug logs on stderr."),
+    verbose: bool = typer.Option(False, "-v", "--verbose",
+                                 help="Debug logs on stderr: a line for every API request "
+                                      "(method, path, status, ms)."),
     log_format: str = typer.Option("console", "--log-format", metavar="FORMAT",
                                    help="console or json."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
@@ -154,7 +156,7 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _connect(g: Globals) -> Gateway:
+def _connect(g: Globals, *, read_only: bool = False) -> Gateway:
     """The gateway for the chosen context and namespace, after the checks that need no API
     call: a context outside $DEPLOYER_ALLOWED_CONTEXTS, no --context in CI, or a system
     namespace is refused. The context is read once: a later `kubectl config use-context`
@@ -179,7 +181,7 @@ def _connect(g: Globals) -> Gateway:
         raise InvalidInput(f"context {gw.context!r} is not in DEPLOYER_ALLOWED_CONTEXTS "
                            f"({', '.join(allowed)})", id="context-not-allowed",
                            hint="pass --context with one of them")
-    if gw.namespace in SYSTEM_NAMESPACES and not g.allow_system_namespace:
+    if gw.namespace in SYSTEM_NAMESPACES and not (g.allow_system_namespace or read_only):
         raise InvalidInput(f"namespace {gw.namespace!r} belongs to the cluster itself; deployer "
                            "will not change it", id="system-namespace",
                            hint="pass --allow-system-namespace if you really mean it")
@@ -226,7 +228,12 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
 
     preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:
-        note = lock.acquire(force=force, wait=wait)
+        note = lock.acquire(force=force, wait=wait, stopped=lambda: stop.reason is not None)
+        if stop.reason is not None:
+            from deployer.errors import Interrupted
+
+            raise Interrupted(f"interrupted by {stop.reason} while waiting for the lock of "
+                              f"{app_name}; nothing was changed")
         try:
             yield Guard(stop, lock, note)
         finally:
@@ -655,7 +662,7 @@ def _show(ctx: typer.Context, app_name: str, view: str) -> int:
     validate_app_name(app_name)
     collect, render = {"status": (views.collect, views.render),
                        "history": (views.collect_history, views.render_history)}[view]
-    data = collect(_connect(g), app_name)
+    data = collect(_connect(g, read_only=True), app_name)
     print(json.dumps(data, indent=2) if g.output == "json" else render(data))
     return 0
 

@@ -28,9 +28,11 @@ from __future__ import annotations
 import json
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import structlog
 from tenacity import (
@@ -263,8 +265,18 @@ class Gateway:
             method=method, resource_path=path, path_params=params,
             query_params=[(k, v) for k, v in (query or {}).items() if v not in (None, "")],
             header_params=headers, body=body, auth_settings=["BearerToken"])
-        response = self.api_client.call_api(method, url, headers, body, post,
-                                            _request_timeout=timeout or self.request_timeout)
+        started = time.monotonic()
+        shown = unquote(url.removeprefix(self.api_client.configuration.host))  # never credentials
+        try:
+            response = self.api_client.call_api(
+                method, url, headers, body, post,
+                _request_timeout=timeout or self.request_timeout)
+        except Exception as exc:
+            log.debug("api request", method=method, path=shown, status=None,
+                      ms=round((time.monotonic() - started) * 1000), error=type(exc).__name__)
+            raise
+        log.debug("api request", method=method, path=shown, status=response.status,
+                  ms=round((time.monotonic() - started) * 1000))
         if not 200 <= response.status <= 299:
             response.read()
             raise self._client_mod.ApiException.from_response(
@@ -503,10 +515,18 @@ class Gateway:
         what = f"reading {path} of pod {pod} through the API server"
 
         def once() -> HttpAnswer:
+            started = time.monotonic()
             try:
-                return get(self._pod_http(), url, headers=self._auth_headers(),
-                           raise_connect_errors=True)
+                answer = get(self._pod_http(), url, headers=self._auth_headers(),
+                             raise_connect_errors=True)
+                log.debug("api request", method="GET", path=url, status=answer.status,
+                          ms=round((time.monotonic() - started) * 1000),
+                          **({"error": answer.error} if answer.error else {}))
+                return answer
             except httpx.ConnectError as exc:
+                log.debug("api request", method="GET", path=url, status=None,
+                          ms=round((time.monotonic() - started) * 1000),
+                          error=type(exc).__name__)
                 if _is_tls_error(exc):
                     raise
                 raise _Transient(exc) from exc

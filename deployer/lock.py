@@ -26,10 +26,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_result,
+    stop_after_delay,
+    stop_any,
+    wait_fixed,
+)
+from tenacity.stop import stop_base
 
 from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
 from deployer.timestamps import micro, parse
@@ -67,6 +76,16 @@ def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
             "since": spec.get("acquireTime"), "expiresIn": round(renewed + duration - now, 1)}
 
 
+class _When(stop_base):
+    """Stop retrying as soon as ``condition()`` holds (a signal arrived)."""
+
+    def __init__(self, condition: Callable[[], bool]):
+        self.condition = condition
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.condition()
+
+
 class Lock:
     def __init__(self, gateway: ClusterGateway, app: str, holder: str, command: str, *,
                  duration: int | None = None, clock: Any = time.time,
@@ -97,16 +116,21 @@ class Lock:
                      "acquireTime": acquired or micro(now), "renewTime": micro(now)},
         }
 
-    def acquire(self, *, force: bool = False, wait: float = 0.0) -> str | None:
+    def acquire(self, *, force: bool = False, wait: float = 0.0,
+                stopped: Callable[[], bool] = lambda: False) -> str | None:
         """Take the Lease; returns a note when it took over an expired or forced one.
 
-        With ``wait`` it tries again every couple of seconds for that long."""
+        With ``wait`` it tries again every couple of seconds for that long, unless
+        ``stopped()`` says to give up (a signal): then it returns None without the Lease."""
         retrying = Retrying(retry=retry_if_result(lambda got: not got[0]),
-                            stop=stop_after_delay(wait), wait=wait_fixed(LOCK_POLL),
+                            stop=stop_any(stop_after_delay(wait), _When(stopped)),
+                            wait=wait_fixed(LOCK_POLL),
                             sleep=self.sleep,
                             retry_error_callback=lambda state: state.outcome.result()
                             if state.outcome else (False, ""))
         acquired, note = retrying(self._try, force)
+        if not acquired and stopped():
+            return None
         if not acquired:
             raise self._held_error()
         self._start_renewing()

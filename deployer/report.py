@@ -107,7 +107,7 @@ class Reporter:
                          + f": {failure.reason}: {failure.message}")
             if failure.image:
                 lines.append(f"  image: {failure.image}")
-            lines += [f"  event: {e}" for e in failure.events]
+            lines += [f"  event: {_without(e, failure.message)}" for e in failure.events]
             lines += [f"  log:   {line}" for line in failure.logs]
         if outcome.next_command:
             lines.append(f"next:             {outcome.next_command}")
@@ -131,3 +131,10 @@ class Reporter:
             "notes": self.notes,
             "next": outcome.next_command,
         }
+
+
+def _without(event: str, message: str) -> str:
+    """An event that repeats the failure's message says so instead of printing it again."""
+    if len(message) > 20 and message in event:
+        return event.replace(message, "(the message above)")
+    return event

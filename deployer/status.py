@@ -85,7 +85,8 @@ def render(data: dict[str, Any]) -> str:
             lines.append("    paused:    yes")
     s = data["service"]
     if s:
-        lines.append(f"  service {s['name']}: selector {s['selector']}, sessionAffinity "
+        shown = ",".join(f"{k}={v}" for k, v in (s["selector"] or {}).items())
+        lines.append(f"  service {s['name']}: selector {shown}, sessionAffinity "
                      f"{s['sessionAffinity']}, {s['clusterIP']} {', '.join(s['ports'])}")
     else:
         lines.append("  service: none")

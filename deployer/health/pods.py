@@ -235,14 +235,22 @@ class _Persistence:
                 del self.first_seen[key]
 
 
+SUMMARY_MESSAGE_MAX = 100  # characters of the kubelet's message in one-line summaries
+
+
 def _measurement(pods: list[dict[str, Any]], failures: list[PodFailure],
                  pending: list[str]) -> Measurement:
     if failures:
         first = failures[0]
         what = f"{first.pod}/{first.container}" if first.container else first.pod
         image = f" (image {first.image})" if first.image else ""
+        message = first.message
+        if len(message) > SUMMARY_MESSAGE_MAX:  # whole, once, in the report's failed pods
+            message = message[:SUMMARY_MESSAGE_MAX - 1].rstrip() + "…"
+        others = len({f.pod for f in failures} - {first.pod})
+        more = f" (and {others} more pod{'s' if others > 1 else ''})" if others else ""
         return Measurement(CHECK, Phase.FAILED,
-                           f"{what}: {first.reason}{image}: {first.message}".rstrip(": "),
+                           f"{what}: {first.reason}{image}: {message}".rstrip(": ") + more,
                            {"failures": [f.to_json() for f in failures]})
     if pending:
         return Measurement(CHECK, Phase.RUNNING, "; ".join(pending))

@@ -168,3 +168,16 @@ def test_a_refusal_from_the_server_is_raised_in_deployers_words():
 def test_a_missing_object_reads_as_none():
     wire = Wire(status=404, data=b'{"kind":"Status","message":"not found"}')
     assert wired(wire).get_deployment("web") is None
+
+
+def test_verbose_traces_every_request_without_credentials():
+    from structlog.testing import capture_logs
+
+    wire = Wire(data=b'{"items": []}')
+    with capture_logs() as logs:
+        wired(wire).list_pods("app=web")
+    traces = [e for e in logs if e["event"] == "api request"]
+    assert traces and traces[0]["method"] == "GET" and traces[0]["status"] == 200
+    assert traces[0]["path"] == "/api/v1/namespaces/shop/pods?labelSelector=app=web"
+    assert isinstance(traces[0]["ms"], int)
+    assert "t0k" not in repr(logs)

@@ -136,6 +136,22 @@ def test_waiting_gives_up_naming_the_holder():
         waiter.acquire(wait=0.05)
 
 
+def test_a_signal_while_waiting_ends_the_wait_without_writing():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    before = copy.deepcopy(store.items)
+    signalled: list[bool] = []
+
+    def sleep(seconds):
+        clock.now += seconds
+        signalled.append(True)  # SIGINT arrives during the first wait
+
+    waiter = lock(store, clock, "b")
+    waiter.sleep = sleep
+    assert waiter.acquire(wait=300, stopped=lambda: bool(signalled)) is None
+    assert len(signalled) == 1 and store.items == before
+
+
 def test_the_lease_lasts_30_s_unless_the_environment_says_otherwise(monkeypatch):
     store, clock = Leases(), Clock()
     monkeypatch.delenv("DEPLOYER_LEASE_SECONDS", raising=False)

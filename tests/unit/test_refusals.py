@@ -17,7 +17,7 @@ from tests.unit.fakes import FakeGateway, deployment, service
 def gw(monkeypatch) -> FakeGateway:
     fake = FakeGateway(deployment("hello"))
     fake.services["hello"] = service("hello", {"app": "hello"})
-    monkeypatch.setattr(cli, "_connect", lambda g: fake)
+    monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
     monkeypatch.delenv("CI", raising=False)
     return fake
 
@@ -106,3 +106,32 @@ def test_a_dry_run_without_permission_fails_preflight_like_the_real_run(gw, caps
     code, err = refused(["rolling", "--app", "hello", "--image", "v2", "--dry-run"], capsys)
     assert code != ExitCode.OK and "update" in err
     assert gw.writes == []
+
+
+KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: sys, context: {cluster: c, user: u, namespace: kube-system}}]
+current-context: sys
+"""
+
+
+def test_system_namespaces_may_be_read_but_not_changed_without_the_flag(tmp_path):
+    from deployer.errors import InvalidInput
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    g = cli.Globals(kubeconfig=str(path))
+    assert cli._connect(g, read_only=True).namespace == "kube-system"
+    with pytest.raises(InvalidInput, match="belongs to the cluster itself"):
+        cli._connect(g)
+
+
+def test_an_unknown_context_is_input_naming_the_known_ones(tmp_path, capsys):
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    code = cli.run(["--kubeconfig", str(path), "status", "--app", "hello", "--context", "nope"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.INVALID
+    assert "context 'nope' is not in the kubeconfig (known: sys)" in err
