@@ -410,9 +410,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                                  start=in_progress.position or 0)
             return _finish(reporter, outcome)
         if plugin.is_current(state, target):
-            return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
-                                             f"{app_name} already runs {target_image}; "
-                                             "nothing to do", verified_version=state.version))
+            return _finish(reporter, _already_running(app_name, state, target))
         current = next((r for r in state.revisions if r.number == state.revision), None)
         template_hash = None
         if current is not None:
@@ -430,6 +428,23 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = engine.run(plan, journal)
         return _finish(reporter, outcome)
+
+
+def _already_running(app_name: str, state: AppState, target: Target) -> Outcome:
+    """The app runs the image already: a no-op only if it answers the expected version."""
+    from deployer.model import Outcome, Verdict
+
+    expected = target.expected_version
+    if expected is None:
+        return Outcome(Verdict.NOOP, ExitCode.OK, f"{app_name} already runs {target.image}; "
+                       "nothing to do (not verified: the version check is off)")
+    if state.version == expected:
+        return Outcome(Verdict.NOOP, ExitCode.OK, f"{app_name} already runs {target.image}; "
+                       "nothing to do", verified_version=state.version)
+    why = (f"its pods answer {state.version}, not {expected}" if state.version else
+           "its pods do not all answer one version on /version")
+    return Outcome(Verdict.REJECTED, ExitCode.REJECTED,
+                   f"{app_name} already runs {target.image}, but {why}; nothing was changed")
 
 
 URL_FIELDS = {"pod_ip": "10.0.0.1", "pod": "p", "namespace": "n", "port": 8080}

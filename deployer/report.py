@@ -89,10 +89,14 @@ class Reporter:
                  f"message:          {outcome.message}"]
         for key in ("app", "strategy", "from_image", "to_image", "from_version",
                     "expected_version"):
-            if key in self.facts:
+            if self.facts.get(key) is not None:
                 lines.append(f"{key.replace('_', ' ') + ':':<18}{self.facts[key]}")
         if outcome.verified_version:
             lines.append(f"verified:         every pod answers {outcome.verified_version}")
+        elif outcome.exit_code == 0 and outcome.verdict.value in SUCCESS_VERDICTS:
+            lines.append("verified:         not verified"
+                         + (" (the version check is off)"
+                            if self.facts.get("expected_version") is None else ""))
         if outcome.downtime_seconds is not None:
             lines.append(f"downtime:         {outcome.downtime_seconds:.1f}s with no available pod")
         lines.append(f"took:             {elapsed:.1f}s")
@@ -131,6 +135,9 @@ class Reporter:
             "notes": self.notes,
             "next": outcome.next_command,
         }
+
+
+SUCCESS_VERDICTS = ("promoted", "no-op", "rolled-back")
 
 
 def _without(event: str, message: str) -> str:

@@ -1,0 +1,45 @@
+"""Exit 0 means verified, or says "not verified" in those words."""
+
+import io
+from types import SimpleNamespace
+
+import pytest
+
+from deployer.cli import _already_running
+from deployer.model import Outcome, Target, Verdict
+from deployer.report import Reporter
+from deployer.validation import parse_image
+
+TARGET = Target(parse_image("hello:v5"), "5.0.0")
+
+
+@pytest.mark.parametrize(("answers", "verdict", "code", "said"), [
+    ("5.0.0", Verdict.NOOP, 0, "nothing to do"),
+    ("1.0.0", Verdict.REJECTED, 1, "its pods answer 1.0.0, not 5.0.0; nothing was changed"),
+    (None, Verdict.REJECTED, 1, "do not all answer one version"),
+])
+def test_an_app_already_on_the_image_is_a_no_op_only_when_it_answers_the_version(
+        answers, verdict, code, said):
+    outcome = _already_running("hello", SimpleNamespace(version=answers), TARGET)
+    assert (outcome.verdict, outcome.exit_code) == (verdict, code)
+    assert said in outcome.message
+    assert outcome.verified_version == (answers if code == 0 else None)
+
+
+def test_with_the_check_off_the_no_op_says_not_verified():
+    outcome = _already_running("hello", SimpleNamespace(version="1.0.0"),
+                               Target(parse_image("hello:v5"), None))
+    assert outcome.exit_code == 0 and "not verified" in outcome.message
+    assert outcome.verified_version is None
+
+
+@pytest.mark.parametrize(("expected", "line"), [
+    (None, "verified:         not verified (the version check is off)"),
+    ("2.0.0", "verified:         not verified\n"),
+])
+def test_a_success_without_a_verified_version_says_not_verified(expected, line):
+    out = io.StringIO()
+    reporter = Reporter(output="text", out=out, err=io.StringIO())
+    reporter.fact(app="shop/hello", expected_version=expected)
+    reporter.result(Outcome(Verdict.PROMOTED, 0, "rolled out"))
+    assert line in out.getvalue() + "\n"
