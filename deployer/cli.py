@@ -34,6 +34,7 @@ from deployer.validation import (
 
 if TYPE_CHECKING:
     from deployer.cluster import Gateway
+    from deployer.engine import RunSettings
     from deployer.health.verifier import VerifyOptions
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
@@ -245,6 +246,8 @@ class Prepared(NamedTuple):
     target: Target
     plan: Plan
     in_progress: RunRecord | None  # the same run, interrupted: the real run resumes it
+    checks: dict[str, Any]  # how the run checks its pods: recorded, or as given now
+    applied: dict[str, Any]  # check settings given now that differ from the record
 
 
 def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
@@ -323,9 +326,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     options["clients"] = len(clients)
     atomic = bool(options.pop("atomic", False))
     started = time.monotonic()
+    checks = {"check_via": "off" if no_version_check else options.get("http_mode", "proxy"),
+              "samples": samples, "progress_deadline": progress}
+    given = _given(ctx, {**options, **checks})
 
+    from deployer import recorded
     from deployer import strategy as strategies
-    from deployer.engine import Engine, RunSettings
+    from deployer.engine import Engine
     from deployer.model import Outcome, Plan, Target, Verdict
     from deployer.record import Journal, RunRecord, read_run, who_am_i
     from deployer.snapshot import read_app
@@ -363,9 +370,21 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                     f"{in_progress.started} by {in_progress.who})", id="run-in-progress",
                     hint=f"finish it first: deployer promote --app {app_name}, deployer abort "
                          f"--app {app_name} or deployer rollback --app {app_name}")
+            if in_progress.settings is not None:
+                refused, applied = recorded.compare(in_progress.settings, given)
+                if refused:
+                    raise InvalidInput(
+                        f"{app_name} has an interrupted {in_progress.strategy} run that this "
+                        f"command would resume, but {'; '.join(refused)}: the recorded plan is "
+                        "what runs", id="differs-from-recorded-run",
+                        hint=f"re-run without {'/'.join(r.split()[0] for r in refused)} to "
+                             f"resume it as recorded, or deployer abort --app {app_name} and "
+                             "start again")
+                return Prepared(state, target, plan, in_progress,
+                                {**in_progress.settings, **applied}, applied)
         else:
             in_progress = None
-        return Prepared(state, target, plan, in_progress)
+        return Prepared(state, target, plan, in_progress, checks, {})
 
     # Read and refuse before the first write (the Lease); under the lock, read again:
     # another run may have finished in between.
@@ -375,7 +394,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
         if not dry_run:
             prepared = prepare()
-        state, target, plan, in_progress = prepared
+        state, target, plan, in_progress, effective, applied = prepared
         target_image = target.image
         reporter = _reporter(g)
         reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
@@ -401,10 +420,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             resumed = Plan.from_json(state.app, in_progress.plan or {})
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
-            settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                                   verify=_verify_options(options.get("http_mode", "proxy"),
-                                                          samples),
-                                   client_addresses=clients, atomic=atomic)
+            _say_recorded(reporter, in_progress, applied)
+            settings = _recorded_settings(effective, started + g.timeout, clients, atomic)
             engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
             outcome = engine.run(resumed, Journal(gw, app_name, in_progress),
                                  start=in_progress.position or 0)
@@ -418,16 +435,55 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                 "pod-template-hash")
         record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
                            state.version, target.expected_version, state.revision, template_hash,
-                           who=target.who or who_am_i(), reason=reason)
+                           who=target.who or who_am_i(), reason=reason,
+                           settings=recorded.snapshot(options, checks))
         journal = Journal(gw, app_name, record)
-        settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
-                               verify=_verify_options("off" if no_version_check else
-                                                      options.get("http_mode", "proxy"),
-                                                      samples),
-                               client_addresses=clients, atomic=atomic)
+        settings = _recorded_settings(checks, started + g.timeout, clients, atomic)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = engine.run(plan, journal)
         return _finish(reporter, outcome)
+
+
+# parameter -> the setting it gives (--weight is one canary step: a --steps of one)
+_PARAMS = {"max_surge": "max_surge", "max_unavailable": "max_unavailable", "steps": "steps",
+           "weight": "steps", "interval": "interval", "until_gate": "until_gate",
+           "preview_replicas": "preview_replicas", "keep_old": "keep_old",
+           "check_via": "check_via", "no_version_check": "check_via", "samples": "samples",
+           "progress_deadline": "progress_deadline"}
+
+
+def _given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
+    """The settings written on this command line (not defaults), by setting name."""
+    out: dict[str, Any] = {}
+    for param, key in _PARAMS.items():
+        source = ctx.get_parameter_source(param)
+        if source is not None and source.name == "COMMANDLINE" and key in values:
+            out[key] = values[key]
+    return out
+
+
+def _recorded_settings(checks: dict[str, Any], deadline: float, clients: tuple[str, ...],
+                       atomic: bool) -> RunSettings:
+    from deployer.engine import RunSettings
+
+    return RunSettings(deadline=deadline, progress_deadline=checks.get("progress_deadline"),
+                       verify=_verify_options(str(checks.get("check_via") or "proxy"),
+                                              int(checks.get("samples") or 3)),
+                       client_addresses=clients, atomic=atomic)
+
+
+def _say_recorded(reporter: Reporter, record: RunRecord, applied: dict[str, Any]) -> None:
+    from deployer import recorded
+
+    if record.settings is None:
+        return
+    said = recorded.describe(record.settings)
+    if said:
+        reporter.note(f"with the settings it was started with: {said}")
+    for key, value in applied.items():
+        reporter.note(f"{recorded.CHECK_SETTINGS[key]} {recorded.show(key, value)} applies "
+                      f"from now on (the run was started with "
+                      f"{recorded.show(key, record.settings.get(key))})")
 
 
 def _already_running(app_name: str, state: AppState, target: Target) -> Outcome:
@@ -798,7 +854,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     clients = _client_addresses(client_addresses)
     started = time.monotonic()
 
-    from deployer.engine import Engine, RunSettings
+    from deployer.engine import Engine
     from deployer.model import Plan
     from deployer.record import Journal, read_run
 
@@ -824,8 +880,9 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                       from_image=record.from_image, to_image=record.to_image,
                       from_version=record.from_version, expected_version=record.expected_version)
-        settings = RunSettings(deadline=started + g.timeout, client_addresses=clients,
-                               atomic=atomic)
+        _say_recorded(reporter, record, {})
+        settings = _recorded_settings(record.settings or {}, started + g.timeout, clients,
+                                      atomic)
         journal = Journal(gw, app_name, record)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":

@@ -85,6 +85,7 @@ class RunRecord:
     position: int | None = None  # index of the plan step in progress (or next, when paused)
     plan: dict[str, Any] | None = None  # the plan itself, so another process can continue it
     undo: list[dict[str, Any]] | None = None  # steps that undo a promoted release
+    settings: dict[str, Any] | None = None  # plan options and check settings, as started
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, **changes)

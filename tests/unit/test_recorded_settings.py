@@ -1,0 +1,74 @@
+"""A continued run keeps its recorded settings; a differing flag is refused or applied and
+said, never silently dropped."""
+
+import pytest
+
+from deployer import cli, recorded
+from deployer.exitcodes import ExitCode
+from deployer.record import Journal, RunRecord, read_run
+from tests.unit.fakes import FakeGateway, deployment, service
+
+STARTED_WITH = {"steps": [25, 50, 100], "interval": 30.0, "until_gate": False,
+                "check_via": "proxy", "samples": 3, "progress_deadline": None}
+
+
+def test_a_plan_option_that_differs_is_refused_naming_both_values():
+    refused, applied = recorded.compare(STARTED_WITH, {"interval": 5.0, "steps": (25, 50, 100)})
+    assert refused == ["--interval 5s (the run was started with 30s)"]
+    assert applied == {}
+
+
+def test_a_check_setting_that_differs_is_applied():
+    refused, applied = recorded.compare(STARTED_WITH, {"samples": 5, "check_via": "pod-ip"})
+    assert refused == [] and applied == {"samples": 5, "check_via": "pod-ip"}
+
+
+def test_settings_the_record_does_not_have_are_neither_refused_nor_applied():
+    assert recorded.compare({"interval": 30.0}, {"keep_old": 0.0}) == ([], {})
+
+
+def test_the_record_is_described_in_the_words_of_its_flags():
+    assert recorded.describe(STARTED_WITH) == (
+        "--steps 25,50,100, --interval 30s, --check-via proxy, --samples 3")
+
+
+@pytest.fixture
+def gw(monkeypatch) -> FakeGateway:
+    fake = FakeGateway(deployment("hello"))
+    fake.services["hello"] = service("hello", {"app": "hello"})
+    monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
+    monkeypatch.delenv("CI", raising=False)
+    run = RunRecord("canary", "hello", "hello:v1", "hello:v2", "1.0.0", "2.0.0", 1,
+                    phase="interrupted", position=0, settings=dict(STARTED_WITH),
+                    plan={"schemaVersion": 1, "strategy": "canary", "steps": [],
+                          "rollback": []})
+    Journal(fake, "hello", run).update()
+    fake.writes.clear()
+    return fake
+
+
+def test_a_re_run_with_another_interval_is_refused_before_any_write(gw, capsys):
+    code = cli.run(["canary", "--app", "hello", "--image", "v2", "--interval", "5s"])
+    err = capsys.readouterr().err
+    assert code == ExitCode.INVALID and "differs-from-recorded-run" in err
+    assert "--interval 5s (the run was started with 30s)" in err
+    assert "re-run without --interval" in err
+    assert gw.writes == []
+
+
+def test_a_re_run_with_more_samples_resumes_and_says_what_applies(gw, capsys):
+    code = cli.run(["canary", "--app", "hello", "--image", "v2", "--samples", "5"])
+    captured = capsys.readouterr()
+    said = captured.out + captured.err
+    assert code == ExitCode.OK, said
+    assert "with the settings it was started with: --steps 25,50,100, --interval 30s" in said
+    assert "--samples 5 applies from now on (the run was started with 3)" in said
+
+
+def test_promote_says_it_checks_as_the_run_was_started(gw, capsys):
+    record = read_run(gw, "hello")
+    Journal(gw, "hello", record).update(phase="paused")
+    code = cli.run(["promote", "--app", "hello"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK, captured.err
+    assert "with the settings it was started with" in captured.out + captured.err
