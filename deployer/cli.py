@@ -330,7 +330,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
               "samples": samples, "progress_deadline": progress}
     given = _given(ctx, {**options, **checks})
 
-    from deployer import recorded
+    from deployer import preflight, recorded
     from deployer import strategy as strategies
     from deployer.engine import Engine
     from deployer.model import Outcome, Plan, Target, Verdict
@@ -359,6 +359,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         target = Target(target_image, None if no_version_check else expected, reason,
                         who_am_i())
         plan = plugin.plan(state, target, strategies.Options(options))
+        preflight.check_plan(plan)
         in_progress = read_run(gw, app_name)
         if in_progress is not None and in_progress.plan is not None:
             same = (in_progress.strategy == strategy_name

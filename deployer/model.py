@@ -9,6 +9,7 @@ model classes, so nothing outside :mod:`deployer.cluster` depends on the client.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -23,6 +24,11 @@ ANNOTATION_PREFIX = "deployer.dev/"
 PLAN_SCHEMA_VERSION = 1  # how plans are written into the run journal
 REVISION_ANNOTATION = "deployment.kubernetes.io/revision"
 CHANGE_CAUSE_ANNOTATION = "kubernetes.io/change-cause"
+
+
+def labels_text(labels: Mapping[str, str] | None) -> str:
+    """Labels or a selector as kubectl writes them: app=hello,track=stable."""
+    return ",".join(f"{k}={v}" for k, v in (labels or {}).items()) or "(none)"
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from deployer.errors import NotAuthorised
+from deployer.errors import InvalidInput, NotAuthorised
 from deployer.model import (
     STEP_TYPES,
     ApplyDeployment,
@@ -94,3 +94,24 @@ def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
             f"this identity may not {names} in namespace {gateway.namespace!r}; nothing was "
             "changed", id="missing-permission",
             hint="grant them with a Role like manifests/rbac/role.yaml")
+
+
+def check_plan(plan: Plan) -> None:
+    """Refuse, before any write, a plan the API server would refuse half-way: a Deployment
+    whose selector does not match its own pod labels (a ``version`` label in the selector,
+    say) is rejected with 422 when created, after earlier steps have already run."""
+    for step in (*plan.steps, *plan.rollback):
+        if not isinstance(step, ApplyDeployment):
+            continue
+        spec = step.body.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") or {}
+        labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        wrong = {k: v for k, v in selector.items() if labels.get(k) != v}
+        if wrong:
+            name = step.body["metadata"]["name"]
+            shown = ",".join(f"{k}={v}" for k, v in sorted(wrong.items()))
+            raise InvalidInput(
+                f"{plan.strategy} would create {name} with the selector label {shown}, which "
+                f"its new pods do not carry: the API server would refuse it", id="selector-labels",
+                hint="a Deployment's selector must not hold labels that change between "
+                     "versions (such as version); keep those in the pod template only")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.errors import AppNotFound
 from deployer.lock import describe_holder, lease_name
+from deployer.model import labels_text
 from deployer.record import read_history, read_run
 from deployer.rollout import rollout_status
 from deployer.snapshot import current_versions, pick_container, revisions
@@ -85,7 +86,7 @@ def render(data: dict[str, Any]) -> str:
             lines.append("    paused:    yes")
     s = data["service"]
     if s:
-        shown = ",".join(f"{k}={v}" for k, v in (s["selector"] or {}).items())
+        shown = labels_text(s["selector"])
         lines.append(f"  service {s['name']}: selector {shown}, sessionAffinity "
                      f"{s['sessionAffinity']}, {s['clusterIP']} {', '.join(s['ports'])}")
     else:

@@ -27,6 +27,7 @@ from deployer.model import (
     Target,
     UpdateDeployment,
     VerifyTraffic,
+    labels_text,
 )
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
 from strategies.canary import canary_body
@@ -81,7 +82,8 @@ class BlueGreenStrategy:
                 "matchExpressions"):
             raise InvalidInput(
                 f"deployment {app} must select its pods with a track label other than "
-                f"'{GREEN_TRACK}' (it selects {blue_match})", id="overlapping-selector",
+                f"'{GREEN_TRACK}' (it selects {labels_text(blue_match)})",
+                id="overlapping-selector",
                 hint="e.g. matchLabels {app: hello, track: stable}, so the green side's pods "
                      "(track: green) are not also the blue side's")
         green = state.others.get(green_name(app))
@@ -96,8 +98,9 @@ class BlueGreenStrategy:
             return green, green_match, blue, blue_match
         if selector in (blue_match, {k: v for k, v in blue_match.items() if k != "track"}):
             return blue, blue_match, green, green_match
-        raise InvalidInput(f"service {app} selects {selector}, which is neither side "
-                           f"({blue_match} or {green_match})", id="service-selector")
+        raise InvalidInput(f"service {app} selects {labels_text(selector)}, which is neither "
+                           f"side ({labels_text(blue_match)} or {labels_text(green_match)})",
+                           id="service-selector")
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         app = state.app.name
@@ -115,8 +118,8 @@ class BlueGreenStrategy:
                  f"new side: {new_name}"]
         if selector != live_match:
             steps.append(SetServiceSelector(app, live_match, require_ready=live_name))
-            notes.append(f"service {app} selects {selector}: first narrowed to the live side "
-                         f"{live_match} (no traffic moves)")
+            notes.append(f"service {app} selects {labels_text(selector)}: first narrowed to "
+                         f"the live side {labels_text(live_match)} (no traffic moves)")
         if new_name == app:
             steps += [UpdateDeployment(app, state.container, str(target.image),
                                        change_cause("blue-green", target)),

@@ -29,6 +29,7 @@ from deployer.model import (
     UndoRollout,
     UpdateDeployment,
     VerifyTraffic,
+    labels_text,
 )
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
 from deployer.weights import split
@@ -115,7 +116,8 @@ class CanaryStrategy:
             raise InvalidInput(f"service {app} has no selector", id="empty-selector")
         if not (_selects(svc_selector, canary_labels) and _selects(svc_selector, stable_labels)):
             raise InvalidInput(
-                f"service {app} selects {svc_selector}, which does not route to both the stable "
+                f"service {app} selects {labels_text(svc_selector)}, which does not route to both "
+                "the stable "
                 "and the canary pods", id="service-selector",
                 hint="the Service should select on the app label only (e.g. app: hello)")
 

@@ -135,3 +135,19 @@ def test_an_unknown_context_is_input_naming_the_known_ones(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == ExitCode.INVALID
     assert "context 'nope' is not in the kubeconfig (known: sys)" in err
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_version_label_in_the_selector_is_refused_before_any_write(gw, capsys, strategy,
+                                                                      dry_run):
+    spec = gw.deployments["hello"]["spec"]
+    spec["selector"]["matchLabels"]["version"] = "1.0.0"
+    spec["template"]["metadata"]["labels"]["version"] = "1.0.0"
+    code, err = refused([strategy, "--app", "hello", "--image", "v2", *dry_run], capsys)
+    assert code == ExitCode.INVALID and "version=1.0.0" in err
+    # canary would create hello-canary with version=1.0.0 in its selector and 2.0.0 on its
+    # pods; blue-green's Service selector is on neither side of that scheme
+    assert ("selector-labels" if strategy == "canary" else "service-selector") in err
+    assert "{" not in err  # selectors as app=hello,version=1.0.0
+    assert gw.writes == []
