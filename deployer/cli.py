@@ -409,9 +409,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                               f"({in_progress.phase}) at step {(in_progress.position or 0) + 1}"
                               " of its recorded plan")
                 plan = Plan.from_json(state.app, in_progress.plan or {})
+            start = {state.deployment["metadata"]["name"]: state.replicas,
+                     **{name: int(d["spec"].get("replicas") or 0)
+                        for name, d in state.others.items()}}
             reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
-            for line in plan.describe():
+            for line in plan.describe(start):
                 reporter.line(line)
+            reporter.plan = plan.dry_run_json(start)
             return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
                                              "dry run: nothing was changed"))
         if in_progress is not None:

@@ -110,6 +110,10 @@ class Step:
     def describe(self) -> str:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
 
+    def replicas_after(self, replicas: dict[str, int]) -> dict[str, int]:
+        """Each Deployment's spec.replicas once this step is done (a dry run shows them)."""
+        return replicas
+
     @property
     def kind(self) -> str:
         name = type(self).__name__
@@ -188,6 +192,9 @@ class ApplyDeployment(Step):
     def name(self) -> str:
         return str(self.body["metadata"]["name"])
 
+    def replicas_after(self, replicas: dict[str, int]) -> dict[str, int]:
+        return {**replicas, self.name: int(self.body["spec"].get("replicas", 1))}
+
     def describe(self) -> str:
         image = self.body["spec"]["template"]["spec"]["containers"][0]["image"]
         what = f"apply {self.name}: {self.body['spec']['replicas']} replicas of {image}"
@@ -202,6 +209,11 @@ class ScaleDeployment(Step):
     deployment: str
     replicas: int
     missing_ok: bool = False
+
+    def replicas_after(self, replicas: dict[str, int]) -> dict[str, int]:
+        if self.deployment not in replicas and self.missing_ok:
+            return replicas
+        return {**replicas, self.deployment: self.replicas}
 
     def describe(self) -> str:
         return f"scale {self.deployment} to {self.replicas}"
@@ -218,6 +230,9 @@ class DeleteDeployment(Step):
 
     deployment: str
     service: str | None = None
+
+    def replicas_after(self, replicas: dict[str, int]) -> dict[str, int]:
+        return {k: v for k, v in replicas.items() if k != self.deployment}
 
     def describe(self) -> str:
         if self.service:
@@ -332,9 +347,36 @@ class Plan:
             raise UnsafeState(f"the recorded plan of {app} cannot be read: {exc!s}",
                               id="unreadable-plan") from exc
 
-    def describe(self) -> list[str]:
+    def replica_timeline(self, start: dict[str, int]) -> list[dict[str, int]]:
+        """spec.replicas of every Deployment after each step, from ``start``."""
+        out, now = [], dict(start)
+        for step in self.steps:
+            now = step.replicas_after(now)
+            out.append(dict(sorted(now.items())))
+        return out
+
+    def dry_run_json(self, start: dict[str, int]) -> dict[str, Any]:
+        """The whole plan for ``--dry-run -o json``: each step with the replicas after it."""
+        return {**self.to_json(), "steps": [
+            {**step_to_json(step), "description": step.describe(), "replicasAfter": replicas}
+            for step, replicas in zip(self.steps, self.replica_timeline(start), strict=True)],
+            "rollback": [{**step_to_json(step), "description": step.describe()}
+                         for step in self.rollback]}
+
+    def describe(self, start: dict[str, int] | None = None) -> list[str]:
+        """The plan as text; with ``start`` (replicas now), the replicas after each step
+        that changes them."""
         lines = list(self.notes)
-        lines += [f"{i}. {step.describe()}" for i, step in enumerate(self.steps, 1)]
+        before = dict(start or {})
+        timeline = self.replica_timeline(before) if start is not None else None
+        for i, step in enumerate(self.steps, 1):
+            line = f"{i}. {step.describe()}"
+            if timeline is not None:
+                after = timeline[i - 1]
+                if after != dict(sorted(before.items())):
+                    line += "  [" + ", ".join(f"{k} {v}" for k, v in after.items()) + "]"
+                before = after
+            lines.append(line)
         if self.rollback:
             lines.append("on failure:")
             lines += [f"   - {step.describe()}" for step in self.rollback]

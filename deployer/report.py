@@ -31,6 +31,7 @@ class Reporter:
         self.failures: list[PodFailure] = []
         self.facts: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.plan: dict[str, Any] | None = None  # the whole plan, for a dry run's JSON
         self._last_wait: str | None = None
 
     # ---------------------------------------------------------------- live lines
@@ -133,6 +134,7 @@ class Reporter:
             "checks": [m.to_json() for m in self.checks.values()],
             "failedPods": [f.to_json() for f in self.failures],
             "notes": self.notes,
+            **({"plan": self.plan} if self.plan is not None else {}),
             "next": outcome.next_command,
         }
 

@@ -151,3 +151,18 @@ def test_a_version_label_in_the_selector_is_refused_before_any_write(gw, capsys,
     assert ("selector-labels" if strategy == "canary" else "service-selector") in err
     assert "{" not in err  # selectors as app=hello,version=1.0.0
     assert gw.writes == []
+
+
+def test_a_dry_run_in_json_carries_every_step_with_the_replicas_after_it(gw, capsys):
+    import json
+
+    code = cli.run(["-o", "json", "canary", "--app", "hello", "--image", "v2", "--dry-run"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == ExitCode.OK and report["verdict"] == "planned"
+    steps = report["plan"]["steps"]
+    assert steps and all("description" in s and "replicasAfter" in s for s in steps)
+    first_apply = next(s for s in steps if s["type"] == "ApplyDeployment")
+    assert first_apply["replicasAfter"] == {"hello": 3, "hello-canary": 1}
+    assert steps[-1]["replicasAfter"] == {"hello": 3}  # the canary deleted at the end
+    assert report["plan"]["rollback"]
+    assert gw.writes == []
