@@ -189,10 +189,27 @@ def _connect(g: Globals, *, read_only: bool = False) -> Gateway:
     return gw
 
 
-def _reporter(g: Globals) -> Reporter:
+def _reporter(g: Globals, gw: Gateway) -> Reporter:
+    """The reporter; the commands it prints name this cluster and namespace, so they work
+    pasted as they are (in CI too, where --context is required)."""
     from deployer.report import Reporter
 
-    return Reporter(output=g.output)
+    reporter = Reporter(output=g.output)
+    reporter.where = _where(g, gw)
+    return reporter
+
+
+def _where(g: Globals, gw: Gateway) -> str:
+    """The options that point a printed command at this app's cluster and namespace."""
+    import os
+    import shlex
+
+    where = [f"-n {shlex.quote(gw.namespace)}"]
+    if gw.context:
+        where.append(f"--context {shlex.quote(gw.context)}")
+    if g.kubeconfig and g.kubeconfig != os.environ.get("KUBECONFIG"):
+        where.append(f"--kubeconfig {shlex.quote(g.kubeconfig)}")
+    return " ".join(where)
 
 
 @dataclass
@@ -340,6 +357,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     plugin = strategies.load(strategy_name)
     gw = _connect(g)
+    where = _where(g, gw)
 
     def prepare() -> Prepared:
         """Everything the run decides from reading alone; every refusal happens here."""
@@ -369,8 +387,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                     f"{app_name} has an unfinished {in_progress.strategy} run to "
                     f"{in_progress.to_image} ({in_progress.phase}, started "
                     f"{in_progress.started} by {in_progress.who})", id="run-in-progress",
-                    hint=f"finish it first: deployer promote --app {app_name}, deployer abort "
-                         f"--app {app_name} or deployer rollback --app {app_name}")
+                    hint=f"finish it first: deployer promote --app {app_name} {where}, "
+                         f"deployer abort --app {app_name} {where} or deployer rollback "
+                         f"--app {app_name} {where}")
             if in_progress.settings is not None:
                 refused, applied = recorded.compare(in_progress.settings, given)
                 if refused:
@@ -379,7 +398,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                         f"command would resume, but {'; '.join(refused)}: the recorded plan is "
                         "what runs", id="differs-from-recorded-run",
                         hint=f"re-run without {'/'.join(r.split()[0] for r in refused)} to "
-                             f"resume it as recorded, or deployer abort --app {app_name} and "
+                             f"resume it as recorded, or deployer abort --app {app_name} "
+                             f"{where} and "
                              "start again")
                 return Prepared(state, target, plan, in_progress,
                                 {**in_progress.settings, **applied}, applied)
@@ -397,7 +417,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             prepared = prepare()
         state, target, plan, in_progress, effective, applied = prepared
         target_image = target.image
-        reporter = _reporter(g)
+        reporter = _reporter(g, gw)
         reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
                       to_image=str(target_image), from_version=state.version,
                       expected_version=target.expected_version)
@@ -670,7 +690,7 @@ def rollback(
     gw = _connect(g)
     with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
         state = read_app(gw, app_name, container, measure_version=False)
-        reporter = _reporter(g)
+        reporter = _reporter(g, gw)
         reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                client_addresses=_client_addresses(None))
@@ -873,15 +893,16 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         record = read_run(gw, app_name)
         if record is None or record.plan is None:
             raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
-                               hint=f"see deployer status --app {app_name}")
+                               hint=f"see deployer status --app {app_name} {_where(g, gw)}")
         if action == "promote" and record.phase != "paused":
             raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not "
                                "paused at a gate; nothing to promote", id="not-paused",
-                               hint=f"deployer abort --app {app_name} rolls it back")
+                               hint=f"deployer abort --app {app_name} {_where(g, gw)} rolls "
+                                    "it back")
         from deployer.model import AppRef
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
-        reporter = _reporter(g)
+        reporter = _reporter(g, gw)
         reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                       from_image=record.from_image, to_image=record.to_image,
                       from_version=record.from_version, expected_version=record.expected_version)

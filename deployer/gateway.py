@@ -27,6 +27,7 @@ class ChangeFeed(Protocol):
 
 class ClusterGateway(Protocol):
     namespace: str
+    context: str | None  # the kubeconfig context, as chosen when connecting
 
     # reads
     def namespace_exists(self) -> bool | None: ...

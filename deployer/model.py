@@ -513,4 +513,5 @@ class Outcome:
     message: str
     verified_version: str | None = None
     downtime_seconds: float | None = None
-    next_command: str | None = None
+    next_command: str | None = None  # one command, run as printed (the reporter adds -n ...)
+    other_commands: tuple[str, ...] = ()  # what else the user may run instead

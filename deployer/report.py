@@ -32,6 +32,7 @@ class Reporter:
         self.facts: dict[str, Any] = {}
         self.notes: list[str] = []
         self.plan: dict[str, Any] | None = None  # the whole plan, for a dry run's JSON
+        self.where = ""  # the options that point a printed command at this app: -n, --context
         self._last_wait: str | None = None
 
     # ---------------------------------------------------------------- live lines
@@ -115,11 +116,18 @@ class Reporter:
             lines += [f"  event: {_without(e, failure.message)}" for e in failure.events]
             lines += [f"  log:   {line}" for line in failure.logs]
         if outcome.next_command:
-            lines.append(f"next:             {outcome.next_command}")
+            lines.append(f"next:             {self.command(outcome.next_command)}")
+        lines += [f"or:               {self.command(c)}" for c in outcome.other_commands]
         stream = self.err if self.output == "json" else self.out
         print("\n".join(lines), file=stream, flush=True)
         if self.output == "json":
             print(json.dumps(self.to_json(outcome), indent=2), file=self.out, flush=True)
+
+    def command(self, text: str) -> str:
+        """A deployer command as printed: with -n/--context, so it works pasted as is."""
+        if not text.startswith("deployer ") or not self.where:
+            return text
+        return f"{text} {self.where}"
 
     def to_json(self, outcome: Outcome) -> dict[str, Any]:
         return {
@@ -135,7 +143,8 @@ class Reporter:
             "failedPods": [f.to_json() for f in self.failures],
             "notes": self.notes,
             **({"plan": self.plan} if self.plan is not None else {}),
-            "next": outcome.next_command,
+            "next": self.command(outcome.next_command) if outcome.next_command else None,
+            "otherCommands": [self.command(c) for c in outcome.other_commands],
         }
 
 

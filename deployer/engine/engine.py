@@ -123,9 +123,9 @@ class Engine:
             return Outcome(Verdict.UNKNOWN, ExitCode.UNREACHABLE,
                            f"the API server stopped answering during '{journal.record.step}': "
                            f"{exc.message}; the outcome is unknown and nothing was rolled back",
-                           next_command=f"deployer status {_app(plan)}; then re-run the same "
-                                        f"command to continue, or deployer rollback "
-                                        f"{_app(plan)}")
+                           next_command=f"deployer status {_app(plan)}",
+                           other_commands=(f"deployer rollback {_app(plan)}",
+                                           "the same command again, to continue the run"))
         except DeployerError as exc:
             journal_safe(journal, phase="error", message=exc.message)
             raise
@@ -160,8 +160,8 @@ class Engine:
         return Outcome(Verdict.PAUSED, ExitCode.PAUSED,
                        f"paused at the promotion gate ({gate.label}); the analysed steps passed",
                        verified_version=self.verified_version,
-                       next_command=f"deployer promote {_app(plan)}   "
-                                    f"(or: deployer abort {_app(plan)})")
+                       next_command=f"deployer promote {_app(plan)}",
+                       other_commands=(f"deployer abort {_app(plan)}",))
 
     def _atomic_rollback(self, plan: Plan, journal: Journal) -> Outcome:
         """--atomic: a signal stopped the run at a safe point; undo it before exiting."""
@@ -281,7 +281,8 @@ class Engine:
 
 
 def _app(plan: Plan) -> str:
-    return f"--app {plan.app.name} -n {plan.app.namespace}"
+    """The app as a command names it; the reporter adds where it is (-n, --context)."""
+    return f"--app {plan.app.name}"
 
 
 def journal_safe(journal: Journal, *, finish: bool = False, **changes: Any) -> None:

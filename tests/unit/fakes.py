@@ -109,6 +109,7 @@ class FakeGateway:
     """
 
     namespace = "test"
+    context: str | None = "fake"
 
     def __init__(self, *deployments: dict[str, Any]):
         self.deployments = {d["metadata"]["name"]: copy.deepcopy(d) for d in deployments}

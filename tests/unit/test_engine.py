@@ -228,7 +228,7 @@ def test_a_rollback_that_fails_leaves_the_run_unsafe():
     assert outcome.message == (
         "release rejected (deployment ghost no longer exists) and the rollback failed: "
         "revision 7 of hello no longer exists (revisionHistoryLimit may have pruned it)")
-    assert outcome.next_command == "deployer status --app hello -n test"
+    assert outcome.next_command == "deployer status --app hello"
     assert images_written(gw) == ["hello:v2"]  # the rollback stopped at its failed step
     last = read_history(gw, "hello")[-1]
     assert (last.verdict, last.phase) == ("unsafe", "failed")
@@ -271,7 +271,8 @@ def test_an_unreachable_cluster_leaves_the_outcome_unknown_and_rolls_nothing_bac
     assert outcome.message == (
         "the API server stopped answering during 'set hello/hello image to hello:v3': "
         "connection refused; the outcome is unknown and nothing was rolled back")
-    assert outcome.next_command.startswith("deployer status --app hello -n test; then re-run")
+    assert outcome.next_command == "deployer status --app hello"
+    assert outcome.other_commands[0] == "deployer rollback --app hello"
     assert images_written(gw) == ["hello:v2"]
     assert engine.reporter.steps[-1].result == "error"
     run = read_run(gw, "hello")
@@ -429,7 +430,7 @@ def test_a_signal_during_a_wait_stops_at_the_next_safe_point_without_rollback():
     assert (outcome.verdict, outcome.exit_code) == (Verdict.INTERRUPTED, ExitCode.INTERRUPTED)
     assert outcome.message == ("interrupted during: hold for 60s: rollback window; nothing was "
                                "rolled back")
-    assert outcome.next_command == "deployer rollback --app hello -n test"
+    assert outcome.next_command == "deployer rollback --app hello"
     assert results(engine) == [("update-deployment", "done"), ("hold", "interrupted")]
     assert engine.reporter.steps[-1].note == "interrupted by SIGINT"
     assert clock.sleeps == [5.0, 5.0, 5.0]
@@ -473,7 +474,7 @@ def test_atomic_rollback_that_fails_is_unsafe():
     assert (outcome.verdict, outcome.exit_code) == (Verdict.UNSAFE, ExitCode.UNSAFE)
     assert outcome.message.startswith("interrupted by SIGTERM, and the --atomic rollback "
                                       "failed: revision 7 of hello no longer exists")
-    assert outcome.next_command == "deployer status --app hello -n test"
+    assert outcome.next_command == "deployer status --app hello"
     assert images_written(gw) == ["hello:v2"]
     assert read_history(gw, "hello")[-1].verdict == "unsafe"
 
@@ -504,8 +505,8 @@ def test_a_gate_pauses_the_run_with_its_position_recorded():
     assert outcome.message == ("paused at the promotion gate (25% of clients); the analysed "
                                "steps passed")
     assert outcome.verified_version == "2.0.0"
-    assert outcome.next_command == ("deployer promote --app hello -n test   "
-                                    "(or: deployer abort --app hello -n test)")
+    assert outcome.next_command == "deployer promote --app hello"
+    assert outcome.other_commands == ("deployer abort --app hello",)
     assert images_written(gw) == ["hello:v2"]
     run = read_run(gw, "hello")
     assert (run.phase, run.position) == ("paused", 3)
@@ -554,5 +555,5 @@ def test_an_abort_whose_rollback_fails_is_unsafe():
                                     "aborted by on-call")
     assert (outcome.verdict, outcome.exit_code) == (Verdict.UNSAFE, ExitCode.UNSAFE)
     assert outcome.message.startswith("the rollback failed: revision 9 of hello")
-    assert outcome.next_command == "deployer status --app hello -n test"
+    assert outcome.next_command == "deployer status --app hello"
     assert read_history(gw, "hello")[-1].verdict == "unsafe"

@@ -166,3 +166,10 @@ def test_a_dry_run_in_json_carries_every_step_with_the_replicas_after_it(gw, cap
     assert steps[-1]["replicasAfter"] == {"hello": 3}  # the canary deleted at the end
     assert report["plan"]["rollback"]
     assert gw.writes == []
+
+
+def test_a_refusal_hint_names_namespace_and_context(gw, capsys):
+    record_unfinished_run(gw, "hello:v3", "paused")
+    code, err = refused(["canary", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID
+    assert "deployer abort --app hello -n test --context fake" in err

@@ -43,3 +43,22 @@ def test_a_success_without_a_verified_version_says_not_verified(expected, line):
     reporter.fact(app="shop/hello", expected_version=expected)
     reporter.result(Outcome(Verdict.PROMOTED, 0, "rolled out"))
     assert line in out.getvalue() + "\n"
+
+
+def test_printed_commands_name_the_namespace_and_context_so_they_run_as_printed():
+    import json
+
+    out = io.StringIO()
+    reporter = Reporter(output="json", out=out, err=io.StringIO())
+    reporter.where = "-n shop --context prod"
+    reporter.result(Outcome(Verdict.PAUSED, 5, "paused at the gate",
+                            next_command="deployer promote --app web",
+                            other_commands=("deployer abort --app web",
+                                            "the same command again, to continue the run")))
+    report = json.loads(out.getvalue())
+    assert report["next"] == "deployer promote --app web -n shop --context prod"
+    assert report["otherCommands"] == ["deployer abort --app web -n shop --context prod",
+                                       "the same command again, to continue the run"]
+    text = reporter.err.getvalue()
+    assert "next:             deployer promote --app web -n shop --context prod" in text
+    assert "or:               deployer abort --app web -n shop --context prod" in text
