@@ -418,8 +418,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         state, target, plan, in_progress, effective, applied = prepared
         target_image = target.image
         reporter = _reporter(g, gw)
-        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=str(state.image),
-                      to_image=str(target_image), from_version=state.version,
+        live_image, live_version = state.live_text()
+        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=live_image,
+                      to_image=str(target_image), from_version=live_version,
                       expected_version=target.expected_version)
         if dry_run:
             if note:
@@ -689,9 +690,11 @@ def rollback(
 
     gw = _connect(g)
     with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
-        state = read_app(gw, app_name, container, measure_version=False)
+        state = read_app(gw, app_name, container)
         reporter = _reporter(g, gw)
-        reporter.fact(app=str(state.app), strategy="rollback", from_image=str(state.image))
+        live_image, live_version = state.live_text()
+        reporter.fact(app=str(state.app), strategy="rollback", from_image=live_image,
+                      from_version=live_version)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                client_addresses=_client_addresses(None))
         who = who_am_i()
@@ -701,7 +704,8 @@ def rollback(
         if revision is None and in_progress is not None and in_progress.plan is not None:
             # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
             plan = Plan.from_json(state.app, in_progress.plan)
-            reporter.fact(to_image=in_progress.from_image)
+            reporter.fact(to_image=in_progress.from_image,
+                          expected_version=in_progress.from_version)
             outcome = engine.abort(plan, Journal(gw, app_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
                                    f"({in_progress.from_image} -> {in_progress.to_image}) "
@@ -713,7 +717,7 @@ def rollback(
             plan = Plan(last.strategy, state.app, (), undo,
                         summary=f"undo {last.strategy} release {last.from_image} -> "
                                 f"{last.to_image}")
-            reporter.fact(to_image=last.from_image)
+            reporter.fact(to_image=last.from_image, expected_version=last.from_version)
             record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
                                state.revision, None, who=who,
                                reason=reason or f"undo {last.strategy} release {last.id}",
@@ -903,9 +907,18 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
         reporter = _reporter(g, gw)
-        reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
-                      from_image=record.from_image, to_image=record.to_image,
-                      from_version=record.from_version, expected_version=record.expected_version)
+        if action == "promote":
+            reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
+                          from_image=record.from_image, to_image=record.to_image,
+                          from_version=record.from_version,
+                          expected_version=record.expected_version)
+        else:  # an abort goes from what serves now back to what served before the run
+            from deployer.snapshot import read_app
+
+            live_image, live_version = read_app(gw, app_name).live_text()
+            reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
+                          from_image=live_image, to_image=record.from_image,
+                          from_version=live_version, expected_version=record.from_version)
         _say_recorded(reporter, record, {})
         settings = _recorded_settings(record.settings or {}, started + g.timeout, clients,
                                       atomic)

@@ -86,6 +86,36 @@ class AppState:
     def rollout_strategy(self) -> K8sObject:
         return dict(self.deployment["spec"].get("strategy") or {})
 
+    def live(self) -> list[tuple[str, str, str | None]]:
+        """What the Service routes to now: (deployment, image, version) of each Deployment
+        with pods whose labels its selector matches; without a Service, the app's own."""
+        selector = ((self.service or {}).get("spec") or {}).get("selector") or {}
+        found = []
+        for dep in (self.deployment, *self.others.values()):
+            spec = dep.get("spec") or {}
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            if not selector or not int(spec.get("replicas") or 0):
+                continue
+            if all(labels.get(k) == v for k, v in selector.items()):
+                name = str(dep["metadata"]["name"])
+                containers = spec["template"]["spec"]["containers"]
+                image = next((c["image"] for c in containers if c["name"] == self.container),
+                             containers[0]["image"])
+                found.append((name, image, self.versions.get(name)))
+        if not found:
+            found.append((self.deployment_name, str(self.image), self.version))
+        return found
+
+    def live_text(self) -> tuple[str, str | None]:
+        """The live side in a Result block: images (with their Deployment when there are
+        several or it is not the app's own) and the version(s) they answer."""
+        live = self.live()
+        if len(live) == 1 and live[0][0] == self.deployment_name:
+            return live[0][1], live[0][2]
+        images = " + ".join(f"{image} ({name})" for name, image, _ in live)
+        versions = sorted({v for _, _, v in live if v})
+        return images, " + ".join(versions) or None
+
     def previous_revision(self) -> Revision | None:
         older = [r for r in self.revisions if r.number < self.revision]
         return max(older, key=lambda r: r.number) if older else None

@@ -62,3 +62,30 @@ def test_printed_commands_name_the_namespace_and_context_so_they_run_as_printed(
     text = reporter.err.getvalue()
     assert "next:             deployer promote --app web -n shop --context prod" in text
     assert "or:               deployer abort --app web -n shop --context prod" in text
+
+
+def test_the_live_side_is_what_the_service_routes_to():
+    from deployer.model import AppRef, AppState
+    from tests.unit.fakes import deployment, service
+
+    blue = deployment("hello", "hello:v1", replicas=0)
+    green = deployment("hello-green", "hello:v2")
+    green["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "green"}
+    state = AppState(AppRef("shop", "hello"), blue, "hello-green", parse_image("hello:v1"), 0,
+                     1, (), service=service("hello", {"app": "hello", "track": "green"}),
+                     others={"hello-green": green}, versions={"hello-green": "2.0.0"})
+    assert state.live_text() == ("hello:v2 (hello-green)", "2.0.0")
+
+
+def test_mid_canary_both_sides_are_live():
+    from deployer.model import AppRef, AppState
+    from tests.unit.fakes import deployment, service
+
+    stable = deployment("hello", "hello:v1")
+    canary = deployment("hello-canary", "hello:v2", replicas=1)
+    canary["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "canary"}
+    state = AppState(AppRef("shop", "hello"), stable, "hello", parse_image("hello:v1"), 3, 1, (),
+                     service=service("hello", {"app": "hello"}),
+                     others={"hello-canary": canary},
+                     versions={"hello": "1.0.0", "hello-canary": "2.0.0"})
+    assert state.live_text() == ("hello:v1 (hello) + hello:v2 (hello-canary)", "1.0.0 + 2.0.0")
