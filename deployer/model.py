@@ -353,10 +353,12 @@ class Plan:
     rollback: tuple[Step, ...]
     summary: str = ""
     notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # what the plan cannot do as asked (printed, in the JSON)
 
     def to_json(self) -> dict[str, Any]:
         return {"schemaVersion": PLAN_SCHEMA_VERSION, "strategy": self.strategy,
                 "summary": self.summary, "notes": list(self.notes),
+                "warnings": list(self.warnings),
                 "steps": [step_to_json(s) for s in self.steps],
                 "rollback": [step_to_json(s) for s in self.rollback]}
 
@@ -372,7 +374,8 @@ class Plan:
         try:
             return cls(data["strategy"], app, tuple(step_from_json(s) for s in data["steps"]),
                        tuple(step_from_json(s) for s in data["rollback"]),
-                       data.get("summary", ""), tuple(data.get("notes") or ()))
+                       data.get("summary", ""), tuple(data.get("notes") or ()),
+                       tuple(data.get("warnings") or ()))
         except (KeyError, TypeError) as exc:
             raise UnsafeState(f"the recorded plan of {app} cannot be read: {exc!s}",
                               id="unreadable-plan") from exc
@@ -396,7 +399,7 @@ class Plan:
     def describe(self, start: dict[str, int] | None = None) -> list[str]:
         """The plan as text; with ``start`` (replicas now), the replicas after each step
         that changes them."""
-        lines = list(self.notes)
+        lines = [f"warning: {w}" for w in self.warnings] + list(self.notes)
         before = dict(start or {})
         timeline = self.replica_timeline(before) if start is not None else None
         for i, step in enumerate(self.steps, 1):

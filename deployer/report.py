@@ -31,6 +31,7 @@ class Reporter:
         self.failures: list[PodFailure] = []
         self.facts: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.warnings: list[str] = []
         self.plan: dict[str, Any] | None = None  # the whole plan, for a dry run's JSON
         self.where = ""  # the options that point a printed command at this app: -n, --context
         self._last_wait: str | None = None
@@ -51,6 +52,11 @@ class Reporter:
         """A line that also belongs in the final report."""
         self.notes.append(text)
         self.line(text)
+
+    def warn(self, text: str) -> None:
+        """Something the run cannot do as asked: said now, in the Result and in the JSON."""
+        self.warnings.append(text)
+        self.line(f"warning: {text}")
 
     def waiting(self, text: str) -> None:
         if text != self._last_wait:
@@ -115,6 +121,7 @@ class Reporter:
                 lines.append(f"  image: {failure.image}")
             lines += [f"  event: {_without(e, failure.message)}" for e in failure.events]
             lines += [f"  log:   {line}" for line in failure.logs]
+        lines += [f"warning:          {w}" for w in self.warnings]
         if outcome.next_command:
             lines.append(f"next:             {self.command(outcome.next_command)}")
         lines += [f"or:               {self.command(c)}" for c in outcome.other_commands]
@@ -142,6 +149,7 @@ class Reporter:
             "checks": [m.to_json() for m in self.checks.values()],
             "failedPods": [f.to_json() for f in self.failures],
             "notes": self.notes,
+            "warnings": self.warnings,
             **({"plan": self.plan} if self.plan is not None else {}),
             "next": self.command(outcome.next_command) if outcome.next_command else None,
             "otherCommands": [self.command(c) for c in outcome.other_commands],

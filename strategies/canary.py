@@ -32,7 +32,7 @@ from deployer.model import (
     labels_text,
 )
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
-from deployer.weights import split
+from deployer.weights import clients_needed, split
 
 DEFAULT_STEPS = (25, 50, 100)
 CANARY_OF = "deployer.dev/canary-of"
@@ -127,6 +127,7 @@ class CanaryStrategy:
         per_step = clients // len(analysed) if clients else 0
         steps: list[Step] = []
         notes = [f"stable {app}: {stable_n} pods of {state.image} stay up throughout"]
+        warnings: list[str] = []
         affinity = service["spec"].get("sessionAffinity") or "None"
         if affinity != "ClientIP":
             steps.append(SetServiceAffinity(app, "ClientIP"))
@@ -137,6 +138,14 @@ class CanaryStrategy:
             pods, share = split(stable_n, weight)
             notes.append(f"step {i + 1}: {weight}% requested -> {pods} canary + {stable_n} "
                          f"stable pods = {share:.0%} of new clients")
+            if abs(share - weight / 100) > max(0.05, weight / 200):
+                warnings.append(f"step {i + 1}: {weight}% is out of reach with {stable_n} "
+                                f"stable pods: it runs at {share:.0%} ({pods} canary pod"
+                                f"{'s' if pods > 1 else ''})")
+            if per_step and per_step < clients_needed(share):
+                warnings.append(f"step {i + 1}: {per_step} clients cannot tell a {share:.0%} "
+                                f"share from none (at least {clients_needed(share)} can): its "
+                                "share check will say not measured")
             fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
             steps += [
                 ApplyDeployment(canary_body(stable, name, state.container, str(target.image),
@@ -169,4 +178,4 @@ class CanaryStrategy:
         notes.append(f"minimum duration: {minimum:.0f}s of analysis plus rollout time")
         return Plan(self.name, state.app, tuple(steps), rollback,
                     summary=f"canary of {target.image} beside {stable_n} pods of {state.image}",
-                    notes=tuple(notes))
+                    notes=tuple(notes), warnings=tuple(warnings))

@@ -94,6 +94,8 @@ class Engine:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
         self._begin(journal)
+        for warning in plan.warnings:
+            self.reporter.warn(warning)
         for note in plan.notes:
             self.reporter.note(note)
         if journal.record.plan is None:

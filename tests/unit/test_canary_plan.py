@@ -128,3 +128,15 @@ def test_is_current_only_without_a_canary_and_on_the_target_image():
     assert not s.is_current(state(dep=on_v2, others={"hello-canary": copy.deepcopy(on_v2)}),
                             TARGET)
     assert not s.is_current(state(), TARGET)
+
+
+def test_a_weight_the_replica_ratio_cannot_come_near_is_a_warning():
+    target = Target(parse_image("hello:v2"), "2.0.0")
+    plan = CanaryStrategy().plan(state(), target, Options({"steps": (10, 100), "clients": 40}))
+    assert any("10% is out of reach with 3 stable pods: it runs at 25%" in w
+               for w in plan.warnings)
+    assert plan.to_json()["warnings"] == list(plan.warnings)
+    plan = CanaryStrategy().plan(state(), target,
+                                 Options({"steps": (25, 50, 100), "clients": 40}))
+    assert any("20 clients cannot tell a 25% share from none" in w for w in plan.warnings)
+    assert not any("out of reach" in w for w in plan.warnings)

@@ -4,8 +4,9 @@ import pytest
 
 from deployer.errors import InvalidInput
 from deployer.health.http import Sample
-from deployer.health.traffic import parse_client_addresses, share_check, stickiness, tolerance
+from deployer.health.traffic import parse_client_addresses, share_check, stickiness
 from deployer.model import Phase
+from deployer.weights import clients_needed
 
 
 def test_client_addresses_accept_ranges_and_lists():
@@ -19,10 +20,11 @@ def test_bad_client_addresses_are_refused(text):
         parse_client_addresses(text)
 
 
-def test_tolerance_shrinks_with_more_clients():
-    assert tolerance(0.25, 40) < tolerance(0.25, 10)
-    assert tolerance(0.01, 400) == 0.05
-    assert tolerance(1.0, 40) == 0.0
+def test_the_clients_needed_to_notice_a_share_of_none():
+    assert clients_needed(0.25) == 25  # 0.75 ** 25 < 1e-3 <= 0.75 ** 24
+    assert clients_needed(0.5) == 10
+    assert clients_needed(0.75) == 25  # noticing that nobody stayed on the old version
+    assert clients_needed(0.05) == 135
 
 
 def versions(new: int, old: int) -> dict[str, str]:
@@ -31,8 +33,9 @@ def versions(new: int, old: int) -> dict[str, str]:
     return out
 
 
-def test_share_within_tolerance_passes():
+def test_a_share_chance_explains_passes():
     assert share_check(versions(10, 30), "2.0.0", "1.0.0", 0.25).phase is Phase.SUCCESSFUL
+    assert share_check(versions(4, 36), "2.0.0", "1.0.0", 0.25).phase is Phase.SUCCESSFUL
 
 
 def test_share_far_from_plan_fails():
@@ -40,9 +43,31 @@ def test_share_far_from_plan_fails():
     assert m.phase is Phase.FAILED and "planned 25%" in m.message
 
 
-def test_no_new_version_at_all_fails_when_chance_cannot_explain_it():
-    m = share_check(versions(0, 40), "2.0.0", "1.0.0", 0.5)
-    assert m.phase is Phase.FAILED
+@pytest.mark.parametrize(("clients", "planned"), [(40, 0.25), (100, 0.25), (10, 0.5),
+                                                  (135, 0.05)])
+def test_a_canary_that_gets_no_traffic_fails_whenever_the_clients_can_tell(clients, planned):
+    m = share_check(versions(0, clients), "2.0.0", "1.0.0", planned)
+    assert m.phase is Phase.FAILED and f"0 of {clients} clients" in m.message
+
+
+@pytest.mark.parametrize(("clients", "planned"), [(20, 0.25), (24, 0.25), (9, 0.5)])
+def test_too_few_clients_to_tell_the_plan_from_none_is_not_measured(clients, planned):
+    for new in (0, round(clients * planned)):
+        m = share_check(versions(new, clients - new), "2.0.0", "1.0.0", planned)
+        assert m.phase is Phase.INCONCLUSIVE
+        assert m.message.startswith("not measured: too few clients")
+
+
+def test_a_correct_canary_fails_by_chance_rarely():
+    import random
+
+    rng = random.Random(7)
+    failed = 0
+    for _ in range(2000):
+        new = sum(rng.random() < 0.25 for _ in range(40))
+        failed += share_check(versions(new, 40 - new), "2.0.0", "1.0.0",
+                              0.25).phase is Phase.FAILED
+    assert failed <= 10  # ALPHA is 1e-3: about 2 of 2000 expected
 
 
 def test_a_third_version_fails():

@@ -230,16 +230,31 @@ def test_a_crash_looping_new_pod_rejects_the_release_with_its_logs():
 
 def test_the_share_and_stickiness_are_measured_from_each_client_address(cluster_ip):
     gw, _, clock = canary_cluster(port=cluster_ip.port)
-    addresses = clients(12)
-    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:3]}
+    addresses = clients(40)
+    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:10]}
     engine = make_engine(gw, clock, client_addresses=addresses)
     engine.execute(step())
-    assert note(engine) == ("1 round(s) passed; each of 12 clients stayed on one version over "
-                            "60 requests; 25% of 12 clients got 2.0.0 (planned 25%, allowed "
-                            "±38%)")
+    assert note(engine) == ("1 round(s) passed; each of 40 clients stayed on one version over "
+                            "200 requests; 10 of 40 clients (25%) got 2.0.0, planned 25%")
     memory = engine.ctx.traffic.client_versions
-    assert len(memory) == 12 and memory["127.0.0.2"] == "2.0.0"
+    assert len(memory) == 40 and memory["127.0.0.2"] == "2.0.0"
     assert memory["127.0.0.13"] == "1.0.0"
+
+
+def test_a_canary_that_no_client_reaches_rejects_the_release(cluster_ip):
+    gw, _, clock = canary_cluster(port=cluster_ip.port)
+    cluster_ip.pinned = {}  # every client lands on the stable version
+    with pytest.raises(StepFailed, match=re.escape("0 of 40 clients (0%) got 2.0.0, planned 25%")):
+        make_engine(gw, clock, client_addresses=clients(40)).execute(step())
+
+
+def test_too_few_clients_for_the_share_say_not_measured(cluster_ip):
+    gw, _, clock = canary_cluster(port=cluster_ip.port)
+    cluster_ip.pinned = {}
+    engine = make_engine(gw, clock, client_addresses=clients(20))
+    engine.execute(step())
+    assert "not measured: too few clients: 20 cannot tell a 25% share from none" in note(engine)
+    assert engine.reporter.checks["traffic-share"].phase is Phase.INCONCLUSIVE
 
 
 def test_a_client_that_is_not_sticky_rejects_the_release(cluster_ip):
@@ -260,16 +275,16 @@ def test_clients_on_a_third_version_reject_the_release(cluster_ip):
 
 def test_later_steps_measure_the_share_on_fresh_clients_and_keep_the_earlier_ones(cluster_ip):
     gw, _, clock = canary_cluster(port=cluster_ip.port)
-    addresses = clients(16)
-    first, second = addresses[:8], addresses[8:]
-    cluster_ip.pinned = {a: "2.0.0" for a in (*first[:2], *second[:4])}
+    addresses = clients(80)
+    first, second = addresses[:40], addresses[40:]
+    cluster_ip.pinned = {a: "2.0.0" for a in (*first[:10], *second[:20])}
     engine = make_engine(gw, clock, client_addresses=addresses)
-    engine.execute(step(share=0.25, fresh_clients=(0, 8)))
-    assert "each of 8 clients stayed on one version" in note(engine)
-    assert "25% of 8 clients got 2.0.0 (planned 25%" in note(engine)
-    engine.execute(step(share=0.5, fresh_clients=(8, 16)))
-    assert "each of 16 clients stayed on one version" in note(engine)  # the earlier ones too
-    assert "50% of 8 clients got 2.0.0 (planned 50%" in note(engine)  # the share: fresh ones
+    engine.execute(step(share=0.25, fresh_clients=(0, 40)))
+    assert "each of 40 clients stayed on one version" in note(engine)
+    assert "10 of 40 clients (25%) got 2.0.0, planned 25%" in note(engine)
+    engine.execute(step(share=0.5, fresh_clients=(40, 80)))
+    assert "each of 80 clients stayed on one version" in note(engine)  # the earlier ones too
+    assert "20 of 40 clients (50%) got 2.0.0, planned 50%" in note(engine)  # the fresh ones
 
 
 def test_a_client_that_moved_to_another_version_since_the_last_step_rejects(cluster_ip):
@@ -308,8 +323,8 @@ def test_a_resized_stable_deployment_resizes_the_canary_to_keep_its_weight(clust
     gw, controller, clock = canary_cluster(port=cluster_ip.port)
     gw.deployments["hello"]["spec"]["replicas"] = 6  # the autoscaler, since the canary step
     controller.tick()
-    addresses = clients(8)
-    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:2]}
+    addresses = clients(40)
+    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:10]}
     engine = make_engine(gw, clock, client_addresses=addresses)
     engine.ctx.traffic.stable_size = 3
     engine.ctx.traffic.client_versions["127.0.0.2"] = "1.0.0"  # met a pod that is gone now
