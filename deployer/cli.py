@@ -410,6 +410,17 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     # Read and refuse before the first write (the Lease); under the lock, read again:
     # another run may have finished in between.
     prepared = prepare()
+    if not dry_run and prepared.in_progress is None and \
+            plugin.is_current(prepared.state, prepared.target):
+        # Already on the image: a no-op (or a mismatch) is decided from reading alone, and
+        # writes nothing, not even the Lease.
+        reporter = _reporter(g, gw)
+        live_image, live_version = prepared.state.live_text()
+        reporter.fact(app=str(prepared.state.app), strategy=strategy_name,
+                      from_image=live_image, to_image=str(prepared.target.image),
+                      from_version=live_version,
+                      expected_version=prepared.target.expected_version)
+        return _finish(reporter, _already_running(app_name, prepared.state, prepared.target))
     if dry_run:
         note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
@@ -437,6 +448,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             for line in plan.describe(start):
                 reporter.line(line)
             reporter.plan = plan.dry_run_json(start)
+            reporter.warnings += plan.warnings
             return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
                                              "dry run: nothing was changed"))
         if in_progress is not None:
@@ -781,7 +793,7 @@ def history(ctx: typer.Context, app_name: str = APP) -> int:
 
 CLIENTS = typer.Option(None, "--client-addresses", metavar="ADDRESSES",
                        help="Source addresses to call the Service from, to measure the share "
-                            "of each version and stickiness, e.g. 10.200.0.2-10.200.0.41 "
+                            "of each version and stickiness, e.g. 10.201.0.1-10.201.0.200 "
                             "(default: $DEPLOYER_CLIENT_ADDRESSES; without any, those checks "
                             "say they were not measured).")
 UNTIL_GATE = typer.Option(False, "--until-gate", help="Stop with exit 5 after the analysed "

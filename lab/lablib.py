@@ -31,6 +31,9 @@ NETNS_PATH = Path("/run/netns") / NETNS
 NODE_NAME = "lab-node"
 NODE_IP = "10.200.0.1"
 CLIENT_IPS = [f"10.200.0.{i}" for i in range(2, 42)]
+# A /22 of client addresses (1022), enough that a canary's share of clients can be told
+# from none at small weights: deployer calls Services from them (lab/run's default uses 200).
+CLIENT_NET = "10.201.0.0/22"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"
 POD_SUBNET = "10.244.0.0/24"

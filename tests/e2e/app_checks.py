@@ -52,8 +52,8 @@ def deployment_image(kube: Any, namespace: str, name: str = "hello") -> str:
 
 
 def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
-    """resourceVersion of every Deployment, ReplicaSet, Service and ConfigMap: proof that nothing
-    changed.
+    """resourceVersion of every Deployment, ReplicaSet, Service, ConfigMap and Lease: proof
+    that nothing changed.
 
     Taken once the garbage collector has nothing left to do: a ReplicaSet whose Deployment
     was deleted (background propagation) is removed by the cluster a moment later, which
@@ -76,6 +76,8 @@ def resource_versions(kube: Any, namespace: str) -> dict[str, str]:
         for cm in kube.core.list_namespaced_config_map(namespace).items:
             if cm.metadata.name != "kube-root-ca.crt":  # the cluster's own, in every namespace
                 out[f"configmap/{cm.metadata.name}"] = cm.metadata.resource_version
+        for lease in kube.coordination.list_namespaced_lease(namespace).items:
+            out[f"lease/{lease.metadata.name}"] = lease.metadata.resource_version
         return out
 
     return wait_for(snapshot, 60, 0.3, "the garbage collector to remove orphaned ReplicaSets")

@@ -50,6 +50,20 @@ def deployer(namespace: str, *args: str, timeout: float = 300,
     return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
 
 
+def run_printed(command: str, *, timeout: float = 300, ci: bool = True) -> CliResult:
+    """Run a command exactly as deployer printed it (a report's next:, a hint), the way an
+    engineer pastes it; in a CI step by default (CI=true: --context is required)."""
+    import shlex
+
+    argv = shlex.split(command)
+    assert argv[0] == "deployer", f"not a deployer command: {command!r}"
+    started = time.monotonic()
+    proc = subprocess.run([*deployer_command(), *argv[1:]], capture_output=True, text=True,
+                          timeout=timeout, env=environment({"CI": "true"} if ci else None),
+                          stdin=subprocess.DEVNULL)
+    return CliResult(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started)
+
+
 class Background:
     """A deployer run in the background, to interrupt, kill or race against."""
 

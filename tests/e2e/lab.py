@@ -56,10 +56,12 @@ class Kube:
     api_client: client.ApiClient
     core: client.CoreV1Api
     apps: client.AppsV1Api
+    coordination: client.CoordinationV1Api
 
     @classmethod
     def from_api_client(cls, api_client: client.ApiClient) -> Kube:
-        return cls(api_client, client.CoreV1Api(api_client), client.AppsV1Api(api_client))
+        return cls(api_client, client.CoreV1Api(api_client), client.AppsV1Api(api_client),
+                   client.CoordinationV1Api(api_client))
 
 
 def connect(timeout: float = 5.0) -> Kube:

@@ -7,7 +7,7 @@ import pytest
 from kubernetes import client
 
 from tests.e2e.app_checks import deployment_image, resource_versions, run_record, versions_by_pod
-from tests.e2e.deployer_cli import Background, deployer
+from tests.e2e.deployer_cli import Background, deployer, run_printed
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
@@ -86,15 +86,17 @@ def test_until_gate_then_promote_from_another_process(namespace, deploy_hello, k
 
     assert paused.code == 5, paused
     assert paused.report["verdict"] == "paused"
-    assert "deployer promote --app hello" in paused.report["next"]
+    assert paused.report["next"].startswith(f"deployer promote --app hello -n {namespace} ")
+    assert paused.report["otherCommands"][0].startswith("deployer abort --app hello")
     assert canary_exists(kube, namespace)
     status = deployer(namespace, "-o", "json", "status", "--app", "hello")
     assert status.report["runInProgress"]["phase"] == "paused"
 
-    promoted = deployer(namespace, "-o", "json", "promote", "--app", "hello")
+    # the printed command, pasted as is into a CI step (where --context is required)
+    promoted = run_printed(paused.report["next"])
 
     assert promoted.code == 0, promoted
-    assert promoted.report["verdict"] == "promoted"
+    assert "verdict:          promoted (exit 0)" in promoted.stdout
     assert not canary_exists(kube, namespace)
     assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
     history = deployer(namespace, "-o", "json", "history", "--app", "hello").report

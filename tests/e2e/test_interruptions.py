@@ -18,7 +18,7 @@ from tests.e2e.app_checks import (
     run_record,
     versions_by_pod,
 )
-from tests.e2e.deployer_cli import Background, deployer
+from tests.e2e.deployer_cli import Background, deployer, run_printed
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -81,13 +81,13 @@ def test_a_signal_stops_at_a_safe_point_records_it_and_releases_the_lock(namespa
     assert result.code == 130, result
     report = json.loads(result.stdout)
     assert report["verdict"] == "interrupted"
-    assert "deployer rollback --app hello" in report["next"]
+    assert report["next"].startswith(f"deployer rollback --app hello -n {namespace} ")
     assert run_record(kube, namespace)["phase"] == "interrupted"
     status = deployer(namespace, "-o", "json", "status", "--app", "hello").report
     assert status["runInProgress"]["phase"] == "interrupted"
     assert status["lock"] is None, "the lock is released"
 
-    rollback = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+    rollback = run_printed(report["next"])  # as printed, pasted into a CI step
 
     assert rollback.code == 0, rollback
     assert set(versions_by_pod(kube, namespace).values()) == {"1.0.0"}
