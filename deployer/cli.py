@@ -265,6 +265,25 @@ class Prepared(NamedTuple):
     in_progress: RunRecord | None  # the same run, interrupted: the real run resumes it
     checks: dict[str, Any]  # how the run checks its pods: recorded, or as given now
     applied: dict[str, Any]  # check settings given now that differ from the record
+    deferred: bool = False  # another live run holds the lock: decide again under it
+
+
+def _held_by_another(ctx: typer.Context, gw: Gateway, app_name: str) -> bool:
+    """Whether another live run holds the app's lock and this command waits for it;
+    LockHeld (exit 4, naming the holder) when it holds it and this command does not wait."""
+    import uuid
+
+    from deployer.errors import LockHeld
+    from deployer.lock import Lock
+
+    try:
+        Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:check", "").check_free(
+            force=ctx.meta.get("force", False))
+    except LockHeld:
+        if ctx.meta.get("wait_for_lock", 0.0):
+            return True
+        raise
+    return False
 
 
 def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
@@ -274,11 +293,18 @@ def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
     import uuid
 
     from deployer import preflight
+    from deployer.errors import LockHeld
     from deployer.lock import Lock
 
     preflight.check(gw, needs)
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:dry-run", "")
-    return lock.check_free(force=ctx.meta.get("force", False))
+    try:
+        return lock.check_free(force=ctx.meta.get("force", False))
+    except LockHeld as exc:
+        wait = ctx.meta.get("wait_for_lock", 0.0)
+        if not wait:
+            raise
+        return f"{exc.message}: the real run would wait up to {wait:g}s for it"
 
 
 def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
@@ -359,7 +385,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     gw = _connect(g)
     where = _where(g, gw)
 
-    def prepare() -> Prepared:
+    def prepare(under_lock: bool = False) -> Prepared:
         """Everything the run decides from reading alone; every refusal happens here."""
         state = read_app(gw, app_name, container)
         if state.deployment["spec"].get("paused"):
@@ -383,6 +409,10 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             same = (in_progress.strategy == strategy_name
                     and in_progress.to_image == str(target_image))
             if not same or in_progress.phase in ("paused", "rolling-back", "failed"):
+                if not under_lock and _held_by_another(ctx, gw, app_name):
+                    # A live run holds the lock: wait for it (--wait-for-lock), then look
+                    # again under the lock; without waiting, LockHeld names it (exit 4).
+                    return Prepared(state, target, plan, None, checks, {}, deferred=True)
                 raise InvalidInput(
                     f"{app_name} has an unfinished {in_progress.strategy} run to "
                     f"{in_progress.to_image} ({in_progress.phase}, started "
@@ -410,7 +440,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     # Read and refuse before the first write (the Lease); under the lock, read again:
     # another run may have finished in between.
     prepared = prepare()
-    if not dry_run and prepared.in_progress is None and \
+    if not dry_run and prepared.in_progress is None and not prepared.deferred and \
             plugin.is_current(prepared.state, prepared.target):
         # Already on the image: a no-op (or a mismatch) is decided from reading alone, and
         # writes nothing, not even the Lease.
@@ -425,8 +455,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
         if not dry_run:
-            prepared = prepare()
-        state, target, plan, in_progress, effective, applied = prepared
+            prepared = prepare(under_lock=True)
+        state, target, plan, in_progress, effective, applied, _ = prepared
         target_image = target.image
         reporter = _reporter(g, gw)
         live_image, live_version = state.live_text()

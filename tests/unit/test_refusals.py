@@ -173,3 +173,37 @@ def test_a_refusal_hint_names_namespace_and_context(gw, capsys):
     code, err = refused(["canary", "--app", "hello", "--image", "v2"], capsys)
     assert code == ExitCode.INVALID
     assert "deployer abort --app hello -n test --context fake" in err
+
+
+def test_a_live_run_holding_the_lock_is_named_exit_4_not_an_unfinished_run(gw, capsys):
+    record_unfinished_run(gw, "hello:v3", "running")
+    Lock(gw, "hello", "other:ci@runner", "deployer rolling --app hello --image v3").acquire()
+    gw.writes.clear()
+    code, err = refused(["rolling", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.LOCKED and "locked by other:ci@runner" in err
+    assert gw.writes == []
+
+
+def test_waiting_for_a_live_run_decides_again_once_it_holds_the_lock(gw, capsys, monkeypatch):
+    """The holder finishes while we wait: the recorded run is gone and ours starts."""
+    record_unfinished_run(gw, "hello:v3", "running")
+    other = Lock(gw, "hello", "other:ci@runner", "deployer rolling --app hello --image v3")
+    other.acquire()
+
+    def finish_and_release(self, *, force=False, wait=0.0, stopped=lambda: False):
+        gw.config_maps.clear()  # the other run finished: nothing recorded any more
+        other.release()
+        return original(self, force=force, wait=wait, stopped=stopped)
+
+    original = Lock.acquire
+    monkeypatch.setattr(Lock, "acquire", finish_and_release)
+    code = cli.run(["rolling", "--app", "hello", "--image", "v2", "--wait-for-lock", "1m",
+                    "--dry-run"])
+    captured = capsys.readouterr()
+    assert code == ExitCode.OK, captured.err  # a dry run does not wait; it says it would
+    assert "the real run would wait up to 60s for it" in captured.out + captured.err
+    code = cli.run(["rolling", "--app", "hello", "--image", "v2", "--wait-for-lock", "1m",
+                    "--timeout", "1s"])
+    err = capsys.readouterr().err
+    assert "run-in-progress" not in err and "locked by" not in err, err
+    assert any(w[1] == "deployment" for w in gw.writes), "our run started"
