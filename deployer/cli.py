@@ -710,6 +710,7 @@ def rollback(
     reason: str | None = REASON,
     container: str | None = CONTAINER,
     progress_deadline: str | None = PROGRESS,
+    dry_run: bool = DRY_RUN,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
@@ -728,10 +729,15 @@ def rollback(
     from deployer.engine import Engine, RunSettings
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
-    from deployer.snapshot import read_app
+    from deployer.snapshot import find_app, read_app
 
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
+    needs = _recorded_needs(gw, app_name)
+    note = None
+    if dry_run:
+        find_app(gw, app_name)
+        note = _dry_run_checks(ctx, gw, app_name, needs)
+    with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=needs) as guard:
         state = read_app(gw, app_name, container)
         reporter = _reporter(g, gw)
         live_image, live_version = state.live_text()
@@ -743,11 +749,29 @@ def rollback(
         in_progress = read_run(gw, app_name)
         history = read_history(gw, app_name)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
+
+        def planned(plan: Plan) -> int:
+            """--dry-run: the plan the real rollback would run, and nothing done."""
+            start = {state.deployment_name: state.replicas,
+                     **{n: int(d["spec"].get("replicas") or 0) for n, d in state.others.items()}}
+            if note:
+                reporter.note(note)
+            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary or 'rollback'}")
+            shown = plan if plan.steps else Plan(plan.strategy, plan.app, plan.rollback, (),
+                                                 plan.summary, plan.notes)
+            for line in shown.describe(start):
+                reporter.line(line)
+            reporter.plan = shown.dry_run_json(start)
+            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
+                                             "dry run: nothing was changed"))
+
         if revision is None and in_progress is not None and in_progress.plan is not None:
             # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
             plan = Plan.from_json(state.app, in_progress.plan)
             reporter.fact(to_image=in_progress.from_image,
                           expected_version=in_progress.from_version)
+            if dry_run:
+                return planned(plan)
             outcome = engine.abort(plan, Journal(gw, app_name, in_progress),
                                    f"unfinished {in_progress.strategy} run {in_progress.id} "
                                    f"({in_progress.from_image} -> {in_progress.to_image}) "
@@ -760,6 +784,8 @@ def rollback(
                         summary=f"undo {last.strategy} release {last.from_image} -> "
                                 f"{last.to_image}")
             reporter.fact(to_image=last.from_image, expected_version=last.from_version)
+            if dry_run:
+                return planned(plan)
             record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
                                state.revision, None, who=who,
                                reason=reason or f"undo {last.strategy} release {last.id}",
@@ -776,6 +802,8 @@ def rollback(
             f": {reason}" if reason else "")
         plan = rb.plan(state, decision.revision, cause)
         reporter.fact(to_image=decision.revision.image)
+        if dry_run:
+            return planned(plan)
         record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
                            None, None, state.revision, None, who=who, reason=reason or decision.why)
         outcome = engine.run(plan, Journal(gw, app_name, record))

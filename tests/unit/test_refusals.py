@@ -207,3 +207,21 @@ def test_waiting_for_a_live_run_decides_again_once_it_holds_the_lock(gw, capsys,
     err = capsys.readouterr().err
     assert "run-in-progress" not in err and "locked by" not in err, err
     assert any(w[1] == "deployment" for w in gw.writes), "our run started"
+
+
+def test_rollback_dry_run_shows_the_rollback_it_would_run_and_writes_nothing(gw, capsys):
+    import json
+
+    run = RunRecord("canary", "hello", "hello:v1", "hello:v2", "1.0.0", "2.0.0", 1,
+                    phase="interrupted", position=1,
+                    plan={"schemaVersion": 1, "strategy": "canary", "steps": [],
+                          "rollback": [{"type": "ScaleDeployment", "deployment": "hello-canary",
+                                        "replicas": 0, "missing_ok": True}]})
+    Journal(gw, "hello", run).update()
+    gw.writes.clear()
+    code = cli.run(["-o", "json", "rollback", "--app", "hello", "--dry-run"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == ExitCode.OK and report["verdict"] == "planned"
+    assert [s["description"] for s in report["plan"]["steps"]] == ["scale hello-canary to 0"]
+    assert report["to_image"] == "hello:v1"
+    assert gw.writes == []
