@@ -6,7 +6,9 @@ test_recorded_settings, test_truthful_results, test_cliargs, test_traffic).
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 
 import pytest
@@ -90,10 +92,14 @@ def test_a_canary_no_client_reaches_is_rejected_by_the_share_check(namespace, de
 
 def test_sigint_while_waiting_for_the_lock_exits_130_and_writes_nothing(shared_hello, kube):
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
-    kube.coordination.create_namespaced_lease(shared_hello, {
-        "metadata": {"name": "deployer-hello"},
-        "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 300,
-                 "acquireTime": now, "renewTime": now}})
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+             "metadata": {"name": "deployer-hello"},
+             "spec": {"holderIdentity": "someone-else", "leaseDurationSeconds": 300,
+                      "acquireTime": now, "renewTime": now}}
+    # kubectl, not the Python client: the client's model turns the MicroTime strings into
+    # datetimes and writes them back in a form the API server refuses.
+    subprocess.run(["kubectl", "-n", shared_hello, "create", "-f", "-"], input=json.dumps(lease),
+                   text=True, check=True, capture_output=True)
     try:
         before = resource_versions(kube, shared_hello)
         waiting = Background(shared_hello, "rolling", "--app", "hello", "--image", "v2",
