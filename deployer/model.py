@@ -226,7 +226,9 @@ class ApplyDeployment(Step):
         return {**replicas, self.name: int(self.body["spec"].get("replicas", 1))}
 
     def describe(self) -> str:
-        image = self.body["spec"]["template"]["spec"]["containers"][0]["image"]
+        containers = self.body["spec"]["template"]["spec"]["containers"]
+        image = (containers[0]["image"] if len(containers) == 1 else
+                 ", ".join(f"{c['name']}={c['image']}" for c in containers))
         what = f"apply {self.name}: {self.body['spec']['replicas']} replicas of {image}"
         if self.weight is not None and self.ratio_of:
             what += f" ({self.weight}% beside {self.ratio_of})"
