@@ -733,80 +733,89 @@ def rollback(
 
     gw = _connect(g)
     needs = _recorded_needs(gw, app_name)
-    note = None
-    if dry_run:
-        find_app(gw, app_name)
-        note = _dry_run_checks(ctx, gw, app_name, needs)
-    with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=needs) as guard:
+    who = who_am_i()
+
+    def choose() -> tuple[AppState, str, Plan | None, Any]:
+        """What the rollback would do, from reading alone: undo the unfinished run, undo
+        the last release, return to a revision, or nothing; a refusal is raised here."""
         state = read_app(gw, app_name, container)
+        in_progress = read_run(gw, app_name)
+        if revision is None and in_progress is not None and in_progress.plan is not None:
+            return state, "unfinished", Plan.from_json(state.app, in_progress.plan), in_progress
+        history = read_history(gw, app_name)
+        last = history[-1] if history else None
+        if revision is None and last is not None and last.verdict == "promoted" and last.undo:
+            undo = tuple(step_from_json(s) for s in last.undo)
+            return state, "undo", Plan(last.strategy, state.app, (), undo,
+                                       summary=f"undo {last.strategy} release "
+                                               f"{last.from_image} -> {last.to_image}"), last
+        decision = rb.decide(state, in_progress, history, revision)
+        if decision.revision is None:
+            return state, "nothing", None, decision
+        cause = f"deployer rollback to revision {decision.revision.number} by {who}" + (
+            f": {reason}" if reason else "")
+        return state, "revision", rb.plan(state, decision.revision, cause), decision
+
+    def report_for(state: AppState, kind: str, about: Any) -> Reporter:
         reporter = _reporter(g, gw)
         live_image, live_version = state.live_text()
         reporter.fact(app=str(state.app), strategy="rollback", from_image=live_image,
                       from_version=live_version)
+        if kind in ("unfinished", "undo"):
+            reporter.fact(to_image=about.from_image, expected_version=about.from_version)
+        elif kind == "revision":
+            reporter.fact(to_image=about.revision.image)
+        return reporter
+
+    # Decide before the first write: a refusal (exit 2) or nothing to do writes nothing,
+    # not even the Lease. Under the lock, decide again: another run may have ended since.
+    find_app(gw, app_name)
+    state, kind, plan, about = choose()
+    if kind == "nothing":
+        return _finish(report_for(state, kind, about),
+                       Outcome(Verdict.NOOP, ExitCode.OK, f"nothing to roll back: {about.why}"))
+    if dry_run:
+        note = _dry_run_checks(ctx, gw, app_name, needs)
+        reporter = report_for(state, kind, about)
+        assert plan is not None
+        start = {state.deployment_name: state.replicas,
+                 **{n: int(d["spec"].get("replicas") or 0) for n, d in state.others.items()}}
+        if note:
+            reporter.note(note)
+        reporter.heading(f"Plan (dry run, nothing changed): {plan.summary or 'rollback'}")
+        shown = plan if plan.steps else Plan(plan.strategy, plan.app, plan.rollback, (),
+                                             plan.summary, plan.notes)
+        for line in shown.describe(start):
+            reporter.line(line)
+        reporter.plan = shown.dry_run_json(start)
+        return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
+                                         "dry run: nothing was changed"))
+    with _exclusive(ctx, gw, app_name, needs=needs) as guard:
+        state, kind, plan, about = choose()
+        reporter = report_for(state, kind, about)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
                                client_addresses=_client_addresses(None))
-        who = who_am_i()
-        in_progress = read_run(gw, app_name)
-        history = read_history(gw, app_name)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
-
-        def planned(plan: Plan) -> int:
-            """--dry-run: the plan the real rollback would run, and nothing done."""
-            start = {state.deployment_name: state.replicas,
-                     **{n: int(d["spec"].get("replicas") or 0) for n, d in state.others.items()}}
-            if note:
-                reporter.note(note)
-            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary or 'rollback'}")
-            shown = plan if plan.steps else Plan(plan.strategy, plan.app, plan.rollback, (),
-                                                 plan.summary, plan.notes)
-            for line in shown.describe(start):
-                reporter.line(line)
-            reporter.plan = shown.dry_run_json(start)
-            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
-                                             "dry run: nothing was changed"))
-
-        if revision is None and in_progress is not None and in_progress.plan is not None:
-            # An unfinished run (interrupted, paused, killed): undo it with its own rollback steps.
-            plan = Plan.from_json(state.app, in_progress.plan)
-            reporter.fact(to_image=in_progress.from_image,
-                          expected_version=in_progress.from_version)
-            if dry_run:
-                return planned(plan)
-            outcome = engine.abort(plan, Journal(gw, app_name, in_progress),
-                                   f"unfinished {in_progress.strategy} run {in_progress.id} "
-                                   f"({in_progress.from_image} -> {in_progress.to_image}) "
-                                   "rolled back")
-            return _finish(reporter, _rollback_outcome(outcome, app_name))
-        last = history[-1] if history else None
-        if revision is None and last is not None and last.verdict == "promoted" and last.undo:
-            undo = tuple(step_from_json(s) for s in last.undo)
-            plan = Plan(last.strategy, state.app, (), undo,
-                        summary=f"undo {last.strategy} release {last.from_image} -> "
-                                f"{last.to_image}")
-            reporter.fact(to_image=last.from_image, expected_version=last.from_version)
-            if dry_run:
-                return planned(plan)
-            record = RunRecord("rollback", app_name, last.to_image, last.from_image, None, None,
-                               state.revision, None, who=who,
-                               reason=reason or f"undo {last.strategy} release {last.id}",
+        if kind == "nothing" or plan is None:
+            return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
+                                             f"nothing to roll back: {about.why}"))
+        if kind == "unfinished":
+            outcome = engine.abort(plan, Journal(gw, app_name, about),
+                                   f"unfinished {about.strategy} run {about.id} "
+                                   f"({about.from_image} -> {about.to_image}) rolled back")
+        elif kind == "undo":
+            record = RunRecord("rollback", app_name, about.to_image, about.from_image, None,
+                               None, state.revision, None, who=who,
+                               reason=reason or f"undo {about.strategy} release {about.id}",
                                plan=plan.to_json())
             outcome = engine.abort(plan, Journal(gw, app_name, record),
-                                   f"{last.strategy} release {last.from_image} -> "
-                                   f"{last.to_image} undone")
-            return _finish(reporter, _rollback_outcome(outcome, app_name))
-        decision = rb.decide(state, in_progress, history, revision)
-        if decision.revision is None:
-            return _finish(reporter, Outcome(Verdict.NOOP, ExitCode.OK,
-                                             f"nothing to roll back: {decision.why}"))
-        cause = f"deployer rollback to revision {decision.revision.number} by {who}" + (
-            f": {reason}" if reason else "")
-        plan = rb.plan(state, decision.revision, cause)
-        reporter.fact(to_image=decision.revision.image)
-        if dry_run:
-            return planned(plan)
-        record = RunRecord("rollback", app_name, str(state.image), decision.revision.image,
-                           None, None, state.revision, None, who=who, reason=reason or decision.why)
-        outcome = engine.run(plan, Journal(gw, app_name, record))
+                                   f"{about.strategy} release {about.from_image} -> "
+                                   f"{about.to_image} undone")
+        else:
+            record = RunRecord("rollback", app_name, str(state.image), about.revision.image,
+                               None, None, state.revision, None, who=who,
+                               reason=reason or about.why)
+            outcome = engine.run(plan, Journal(gw, app_name, record))
         return _finish(reporter, _rollback_outcome(outcome, app_name))
 
 

@@ -201,7 +201,8 @@ def test_api_unreachable_past_the_budget_exits_69_and_destroys_nothing(namespace
     assert result.code == 69, result
     report = json.loads(result.stdout)
     assert report["verdict"] == "outcome-unknown"
-    assert "deployer rollback" in report["next"]
+    assert report["next"].startswith("deployer status --app hello")
+    assert report["otherCommands"][0].startswith("deployer rollback --app hello")
     assert deployment_image(kube, namespace) == "hello:v3", "nothing was rolled back blindly"
     assert run_record(kube, namespace)["phase"] == "running"
     proxy.clear()

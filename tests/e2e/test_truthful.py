@@ -12,7 +12,6 @@ import subprocess
 import time
 
 import pytest
-from kubernetes.client.rest import ApiException
 
 from tests.e2e.app_checks import deployment_image, resource_versions, run_record, versions_by_pod
 from tests.e2e.deployer_cli import Background, deployer
@@ -90,7 +89,9 @@ def test_a_canary_no_client_reaches_is_rejected_by_the_share_check(namespace, de
     assert set(versions_by_pod(kube, namespace, "app=hello,track=stable").values()) == {"1.0.0"}
 
 
-def test_sigint_while_waiting_for_the_lock_exits_130_and_writes_nothing(shared_hello, kube):
+def test_sigint_while_waiting_for_the_lock_exits_130_and_writes_nothing(namespace, deploy_hello,
+                                                                         kube):
+    deploy_hello(namespace, wait=False)  # waiting for the lock needs no running pods
     now = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
     lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
              "metadata": {"name": "deployer-hello"},
@@ -98,28 +99,24 @@ def test_sigint_while_waiting_for_the_lock_exits_130_and_writes_nothing(shared_h
                       "acquireTime": now, "renewTime": now}}
     # kubectl, not the Python client: the client's model turns the MicroTime strings into
     # datetimes and writes them back in a form the API server refuses.
-    subprocess.run(["kubectl", "-n", shared_hello, "create", "-f", "-"], input=json.dumps(lease),
+    subprocess.run(["kubectl", "-n", namespace, "create", "-f", "-"], input=json.dumps(lease),
                    text=True, check=True, capture_output=True)
-    try:
-        before = resource_versions(kube, shared_hello)
-        waiting = Background(shared_hello, "rolling", "--app", "hello", "--image", "v2",
-                             "--wait-for-lock", "2m")
-        time.sleep(3)
-        signalled = time.monotonic()
-        waiting.proc.send_signal(signal.SIGINT)
-        result = waiting.wait(30)
+    before = resource_versions(kube, namespace)
+    waiting = Background(namespace, "rolling", "--app", "hello", "--image", "v2",
+                         "--wait-for-lock", "2m")
+    time.sleep(3)
+    signalled = time.monotonic()
+    waiting.proc.send_signal(signal.SIGINT)
+    result = waiting.wait(30)
 
-        assert result.code == 130, result
-        assert time.monotonic() - signalled < 5, "the first SIGINT ends the wait"
-        assert "while waiting for the lock of hello; nothing was changed" in result.stderr
-        assert resource_versions(kube, shared_hello) == before
-        assert deployment_image(kube, shared_hello) == "hello:v1"
-    finally:
-        try:
-            kube.coordination.delete_namespaced_lease("deployer-hello", shared_hello)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+    assert result.code == 130, result
+    assert time.monotonic() - signalled < 5, "the first SIGINT ends the wait"
+    assert "while waiting for the lock of hello; nothing was changed" in result.stderr
+    after = resource_versions(kube, namespace)
+    assert {k: v for k, v in after.items() if not k.startswith(("replicaset/", "deployment/"))} \
+        == {k: v for k, v in before.items() if not k.startswith(("replicaset/", "deployment/"))}
+    assert deployment_image(kube, namespace) == "hello:v1"
+    assert run_record(kube, namespace) is None
 
 
 def test_reading_commands_accept_options_anywhere_trace_requests_and_read_system_namespaces(

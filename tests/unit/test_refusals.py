@@ -225,3 +225,9 @@ def test_rollback_dry_run_shows_the_rollback_it_would_run_and_writes_nothing(gw,
     assert [s["description"] for s in report["plan"]["steps"]] == ["scale hello-canary to 0"]
     assert report["to_image"] == "hello:v1"
     assert gw.writes == []
+
+
+def test_rollback_with_nothing_earlier_is_refused_before_the_lease(gw, capsys):
+    code, err = refused(["rollback", "--app", "hello"], capsys)
+    assert code == ExitCode.INVALID and "no earlier revision" in err
+    assert gw.writes == [] and gw.leases == {}
