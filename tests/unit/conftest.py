@@ -3,6 +3,8 @@
 import pytest
 import structlog
 
+from tests.unit.fakes import FakeGateway, deployment, service
+
 
 @pytest.fixture(autouse=True)
 def fresh_logging(monkeypatch, tmp_path):
@@ -10,3 +12,16 @@ def fresh_logging(monkeypatch, tmp_path):
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     yield
     structlog.reset_defaults()
+
+
+@pytest.fixture
+def cli_cluster(monkeypatch) -> FakeGateway:
+    """The CLI's gateway replaced by a fake holding hello v1 (3 replicas) and its Service:
+    the real entry point runs against it in-process, outside CI."""
+    from deployer import cli
+
+    fake = FakeGateway(deployment("hello"))
+    fake.services["hello"] = service("hello", {"app": "hello"})
+    monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
+    monkeypatch.delenv("CI", raising=False)
+    return fake

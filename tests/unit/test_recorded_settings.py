@@ -6,7 +6,7 @@ import pytest
 from deployer import cli, recorded
 from deployer.exitcodes import ExitCode
 from deployer.record import Journal, RunRecord, read_run
-from tests.unit.fakes import FakeGateway, deployment, service
+from tests.unit.fakes import FakeGateway
 
 STARTED_WITH = {"steps": [25, 50, 100], "interval": 30.0, "until_gate": False,
                 "check_via": "proxy", "samples": 3, "progress_deadline": None}
@@ -33,11 +33,8 @@ def test_the_record_is_described_in_the_words_of_its_flags():
 
 
 @pytest.fixture
-def gw(monkeypatch) -> FakeGateway:
-    fake = FakeGateway(deployment("hello"))
-    fake.services["hello"] = service("hello", {"app": "hello"})
-    monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
-    monkeypatch.delenv("CI", raising=False)
+def gw(cli_cluster) -> FakeGateway:
+    fake = cli_cluster
     run = RunRecord("canary", "hello", "hello:v1", "hello:v2", "1.0.0", "2.0.0", 1,
                     phase="interrupted", position=0, settings=dict(STARTED_WITH),
                     plan={"schemaVersion": 1, "strategy": "canary", "steps": [],
