@@ -8,8 +8,10 @@ from tests.unit.fakes import FakeGateway, deployment, service
 
 @pytest.fixture(autouse=True)
 def fresh_logging(monkeypatch, tmp_path):
-    """No test reaches a cluster or leaves logging pointed at its captured stderr."""
+    """No test reaches a cluster, inherits CI from the machine running it (a test about CI
+    sets it), or leaves logging pointed at its captured stderr."""
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
+    monkeypatch.delenv("CI", raising=False)
     yield
     structlog.reset_defaults()
 
