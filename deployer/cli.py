@@ -240,9 +240,6 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
     from deployer import preflight
-    from deployer.engine.context import outage_budget
-
-    outage_budget()  # a bad $DEPLOYER_API_OUTAGE_BUDGET is refused before any write
 
     preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:
@@ -327,6 +324,14 @@ def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
 
 
 def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) -> None:
+    """The lock's options, and the environment's budgets: every command that changes
+    something starts here, so bad input in any of them is refused before the cluster is
+    read."""
+    from deployer.engine.context import outage_budget
+    from deployer.lock import lease_seconds
+
+    outage_budget()  # $DEPLOYER_API_OUTAGE_BUDGET
+    lease_seconds()  # $DEPLOYER_LEASE_SECONDS
     ctx.meta["force"] = force
     ctx.meta["wait_for_lock"] = (parse_duration(wait_for_lock, "--wait-for-lock")
                                  if wait_for_lock else 0.0)

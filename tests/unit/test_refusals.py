@@ -222,3 +222,17 @@ def test_rollback_with_nothing_earlier_is_refused_before_the_lease(gw, capsys):
     code, err = refused(["rollback", "--app", "hello"], capsys)
     assert code == ExitCode.INVALID and "no earlier revision" in err
     assert gw.writes == [] and gw.leases == {}
+
+
+@pytest.mark.parametrize("env", ["DEPLOYER_API_OUTAGE_BUDGET", "DEPLOYER_LEASE_SECONDS"])
+@pytest.mark.parametrize("command", [["rollback", "--app", "hello"],
+                                     ["rolling", "--app", "hello", "--image", "v2"],
+                                     ["promote", "--app", "hello"]])
+def test_a_bad_budget_in_the_environment_is_refused_before_the_cluster_is_read(
+        gw, capsys, monkeypatch, env, command):
+    monkeypatch.setenv(env, "soon")
+    reads: list[str] = []
+    monkeypatch.setattr(gw, "get_deployment", lambda name: reads.append(name))
+    code, err = refused(command, capsys)
+    assert code == ExitCode.INVALID and f"{env}='soon' is invalid" in err
+    assert reads == [] and gw.writes == []
