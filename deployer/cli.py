@@ -509,7 +509,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
                            state.version, target.expected_version, state.revision, template_hash,
                            who=target.who or who_am_i(), reason=reason,
-                           settings=recorded.snapshot(options, checks))
+                           settings=recorded.snapshot(options, checks),
+                           container=state.container)
         journal = Journal(gw, app_name, record)
         settings = _recorded_settings(checks, started + g.timeout, clients, atomic)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
@@ -557,6 +558,22 @@ def _say_recorded(reporter: Reporter, record: RunRecord, applied: dict[str, Any]
         reporter.note(f"{recorded.CHECK_SETTINGS[key]} {recorded.show(key, value)} applies "
                       f"from now on (the run was started with "
                       f"{recorded.show(key, record.settings.get(key))})")
+
+
+def _recorded_container(gw: Gateway, app_name: str, record: RunRecord | None) -> str | None:
+    """The container a recorded run changed, so that rollback, promote and abort need no
+    --container on a pod with several (the printed commands carry none). Older records
+    name no container: the one running the record's image is it."""
+    if record is None:
+        return None
+    if record.container:
+        return record.container
+    dep = gw.get_deployment(app_name) or {}
+    containers = ((dep.get("spec") or {}).get("template") or {}).get("spec", {}).get(
+        "containers") or []
+    matching = [c["name"] for c in containers
+                if c.get("image") in (record.to_image, record.from_image)]
+    return matching[0] if len(matching) == 1 else None
 
 
 def _already_running(app_name: str, state: AppState, target: Target) -> Outcome:
@@ -743,11 +760,12 @@ def rollback(
     def choose() -> tuple[AppState, str, Plan | None, Any]:
         """What the rollback would do, from reading alone: undo the unfinished run, undo
         the last release, return to a revision, or nothing; a refusal is raised here."""
-        state = read_app(gw, app_name, container)
         in_progress = read_run(gw, app_name)
+        history = read_history(gw, app_name)
+        state = read_app(gw, app_name, container or _recorded_container(
+            gw, app_name, in_progress or (history[-1] if history else None)))
         if revision is None and in_progress is not None and in_progress.plan is not None:
             return state, "unfinished", Plan.from_json(state.app, in_progress.plan), in_progress
-        history = read_history(gw, app_name)
         last = history[-1] if history else None
         if revision is None and last is not None and last.verdict == "promoted" and last.undo:
             undo = tuple(step_from_json(s) for s in last.undo)
@@ -812,14 +830,14 @@ def rollback(
             record = RunRecord("rollback", app_name, about.to_image, about.from_image, None,
                                None, state.revision, None, who=who,
                                reason=reason or f"undo {about.strategy} release {about.id}",
-                               plan=plan.to_json())
+                               plan=plan.to_json(), container=state.container)
             outcome = engine.abort(plan, Journal(gw, app_name, record),
                                    f"{about.strategy} release {about.from_image} -> "
                                    f"{about.to_image} undone")
         else:
             record = RunRecord("rollback", app_name, str(state.image), about.revision.image,
                                None, None, state.revision, None, who=who,
-                               reason=reason or about.why)
+                               reason=reason or about.why, container=state.container)
             outcome = engine.run(plan, Journal(gw, app_name, record))
         return _finish(reporter, _rollback_outcome(outcome, app_name))
 
@@ -999,7 +1017,8 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         else:  # an abort goes from what serves now back to what served before the run
             from deployer.snapshot import read_app
 
-            live_image, live_version = read_app(gw, app_name).live_text()
+            live_image, live_version = read_app(
+                gw, app_name, _recorded_container(gw, app_name, record)).live_text()
             reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                           from_image=live_image, to_image=record.from_image,
                           from_version=live_version, expected_version=record.from_version)

@@ -86,6 +86,7 @@ class RunRecord:
     plan: dict[str, Any] | None = None  # the plan itself, so another process can continue it
     undo: list[dict[str, Any]] | None = None  # steps that undo a promoted release
     settings: dict[str, Any] | None = None  # plan options and check settings, as started
+    container: str | None = None  # the container the run changed (pods may have several)
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, **changes)

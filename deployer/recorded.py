@@ -73,5 +73,6 @@ def compare(recorded: Mapping[str, Any],
 def describe(settings: Mapping[str, Any]) -> str:
     """The recorded settings in the words of their flags."""
     names = {**PLAN_OPTIONS, **CHECK_SETTINGS}
-    return ", ".join(f"{names[k]} {show(k, v)}" for k, v in settings.items()
+    return ", ".join(names[k] if v is True else f"{names[k]} {show(k, v)}"
+                     for k, v in settings.items()
                      if k in names and v is not None and v is not False)

@@ -6,7 +6,7 @@ import pytest
 from deployer import cli, recorded
 from deployer.exitcodes import ExitCode
 from deployer.record import Journal, RunRecord, read_run
-from tests.unit.fakes import FakeGateway
+from tests.unit.fakes import FakeGateway, service
 
 STARTED_WITH = {"steps": [25, 50, 100], "interval": 30.0, "until_gate": False,
                 "check_via": "proxy", "samples": 3, "progress_deadline": None}
@@ -69,3 +69,32 @@ def test_promote_says_it_checks_as_the_run_was_started(gw, capsys):
     captured = capsys.readouterr()
     assert code == ExitCode.OK, captured.err
     assert "with the settings it was started with" in captured.out + captured.err
+
+
+def test_a_flag_that_is_on_is_described_by_its_name_alone():
+    assert recorded.describe({"until_gate": True, "interval": 0.0}) == "--until-gate, --interval 0s"
+
+
+@pytest.mark.parametrize("command", [["rollback", "--app", "shop", "--dry-run"],
+                                     ["abort", "--app", "shop"]])
+def test_the_printed_rollback_and_abort_need_no_container_on_a_two_container_app(
+        monkeypatch, capsys, command):
+    from tests.unit.fakes import deployment
+
+    shop = deployment("shop", "hello:v2")
+    shop["spec"]["template"]["spec"]["containers"].insert(
+        0, {"name": "sidecar", "image": "pause:lab"})
+    shop["spec"]["template"]["spec"]["containers"][1]["name"] = "web"
+    fake = FakeGateway(shop)
+    fake.services["shop"] = service("shop", {"app": "shop"})
+    monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
+    run = RunRecord("rolling", "shop", "hello:v1", "hello:v2", "1.0.0", "2.0.0", 1,
+                    phase="interrupted", position=1, container="web",
+                    plan={"schemaVersion": 1, "strategy": "rolling", "steps": [],
+                          "rollback": [{"type": "ScaleDeployment", "deployment": "shop",
+                                        "replicas": 3, "missing_ok": False}]})
+    Journal(fake, "shop", run).update()
+    code = cli.run(command)
+    err = capsys.readouterr().err
+    assert code == ExitCode.OK, err
+    assert "ambiguous-container" not in err
