@@ -10,7 +10,7 @@ the option it belongs to. Nothing after ``--`` is moved.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -58,10 +58,13 @@ class _Seen:
 
     def __init__(self) -> None:
         self.tokens: dict[str, list[str]] = {}
+        self.last: dict[str, str] = {}  # name -> the value given last, as the parser takes it
 
-    def add(self, opt: Opt, tokens: list[str]) -> None:
+    def add(self, opt: Opt, tokens: list[str], value: str | None) -> None:
         if opt.takes_value:
             self.tokens.setdefault(opt.name, []).append(" ".join(tokens))
+            if value is not None:
+                self.last[opt.name] = value
 
     def repeated(self) -> dict[str, list[str]]:
         return {name: t for name, t in self.tokens.items() if len(t) > 1}
@@ -75,25 +78,13 @@ def _take(argv: list[str], i: int, table: Mapping[str, Opt],
         return None
     name, attached = split
     opt = table[name]
+    value: str | None = attached
     if opt.takes_value and attached is None and i + 1 < len(argv):
-        tokens, after = argv[i:i + 2], i + 2
+        tokens, after, value = argv[i:i + 2], i + 2, argv[i + 1]
     else:
         tokens, after = argv[i:i + 1], i + 1
-    seen.add(opt, tokens)
+    seen.add(opt, tokens, value)
     return tokens, after
-
-
-def _output_of(tokens: Iterable[str]) -> str | None:
-    tokens = list(tokens)
-    found: str | None = None
-    for i, token in enumerate(tokens):
-        if token in ("-o", "--output") and i + 1 < len(tokens):
-            found = tokens[i + 1]
-        elif token.startswith("--output="):
-            found = token.split("=", 1)[1]
-        elif token.startswith("-o") and not token.startswith("--") and len(token) > 2:
-            found = token[2:]
-    return found
 
 
 def hoist(argv: list[str], table: OptionTable) -> Hoisted:
@@ -108,7 +99,7 @@ def hoist(argv: list[str], table: OptionTable) -> Hoisted:
         front += taken[0]
         i = taken[1]
     if i >= len(argv) or argv[i] not in table.commands:
-        return Hoisted(list(argv), _output_of(front), seen.repeated())
+        return Hoisted(list(argv), seen.last.get("output"), seen.repeated())
     command, own = argv[i], table.commands[argv[i]]
     moved: list[str] = []
     rest: list[str] = []
@@ -131,7 +122,7 @@ def hoist(argv: list[str], table: OptionTable) -> Hoisted:
         rest.append(token)
         i += 1
     head = front + moved
-    return Hoisted(head + [command] + rest, _output_of(head), seen.repeated())
+    return Hoisted(head + [command] + rest, seen.last.get("output"), seen.repeated())
 
 
 def table_of(group: object) -> OptionTable:

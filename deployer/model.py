@@ -293,7 +293,7 @@ class SetServiceSelector(Step):
     require_ready: str | None = None  # a Deployment that must be fully available first
 
     def describe(self) -> str:
-        labels = ",".join(f"{k}={v}" for k, v in sorted(self.selector.items()))
+        labels = labels_text(dict(sorted(self.selector.items())))
         return f"switch service {self.service} to selector {labels}"
 
 

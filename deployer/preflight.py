@@ -19,6 +19,7 @@ from deployer.model import (
     SetServiceAffinity,
     SetServiceSelector,
     Step,
+    labels_text,
 )
 
 if TYPE_CHECKING:
@@ -109,7 +110,7 @@ def check_plan(plan: Plan) -> None:
         wrong = {k: v for k, v in selector.items() if labels.get(k) != v}
         if wrong:
             name = step.body["metadata"]["name"]
-            shown = ",".join(f"{k}={v}" for k, v in sorted(wrong.items()))
+            shown = labels_text(dict(sorted(wrong.items())))
             raise InvalidInput(
                 f"{plan.strategy} would create {name} with the selector label {shown}, which "
                 f"its new pods do not carry: the API server would refuse it", id="selector-labels",
