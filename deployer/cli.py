@@ -265,43 +265,33 @@ class Prepared(NamedTuple):
     deferred: bool = False  # another live run holds the lock: decide again under it
 
 
-def _held_by_another(ctx: typer.Context, gw: Gateway, app_name: str) -> bool:
-    """Whether another live run holds the app's lock and this command waits for it;
-    LockHeld (exit 4, naming the holder) when it holds it and this command does not wait."""
+def _lock_now(ctx: typer.Context, gw: Gateway, app_name: str) -> tuple[bool, str | None]:
+    """What acquiring the app's lock would meet now, read without writing: (held by another
+    live run that this command waits for, a note on what the real run would do). LockHeld
+    (exit 4, naming the holder) when another run holds it and this command does not wait."""
     import uuid
 
     from deployer.errors import LockHeld
     from deployer.lock import Lock
 
     try:
-        Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:check", "").check_free(
+        return False, Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:check", "").check_free(
             force=ctx.meta.get("force", False))
-    except LockHeld:
-        if ctx.meta.get("wait_for_lock", 0.0):
-            return True
-        raise
-    return False
+    except LockHeld as exc:
+        wait = ctx.meta.get("wait_for_lock", 0.0)
+        if not wait:
+            raise
+        return True, f"{exc.message}: the real run would wait up to {wait:g}s for it"
 
 
 def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
                     needs: Iterable[type[Step]]) -> str | None:
     """What the real run checks before its first write, without writing: permissions and
     the lock. Returns a note on what the real run would do about the lock."""
-    import uuid
-
     from deployer import preflight
-    from deployer.errors import LockHeld
-    from deployer.lock import Lock
 
     preflight.check(gw, needs)
-    lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:dry-run", "")
-    try:
-        return lock.check_free(force=ctx.meta.get("force", False))
-    except LockHeld as exc:
-        wait = ctx.meta.get("wait_for_lock", 0.0)
-        if not wait:
-            raise
-        return f"{exc.message}: the real run would wait up to {wait:g}s for it"
+    return _lock_now(ctx, gw, app_name)[1]
 
 
 def _recorded_needs(gw: Gateway, app_name: str) -> set[type[Step]]:
@@ -414,7 +404,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             same = (in_progress.strategy == strategy_name
                     and in_progress.to_image == str(target_image))
             if not same or in_progress.phase in ("paused", "rolling-back", "failed"):
-                if not under_lock and _held_by_another(ctx, gw, app_name):
+                if not under_lock and _lock_now(ctx, gw, app_name)[0]:
                     # A live run holds the lock: wait for it (--wait-for-lock), then look
                     # again under the lock; without waiting, LockHeld names it (exit 4).
                     return Prepared(state, target, plan, None, checks, {}, deferred=True)

@@ -153,15 +153,24 @@ class Lock:
         Raises LockHeld when another live run holds the Lease; returns a note when the
         real run would take over an expired or forced one."""
         lease = self.gateway.get_lease(self.name)
-        current = describe_holder(lease, self.clock()) if lease else None
-        if current is None or current["holder"] == self.holder:
+        if lease is None:
             return None
-        expired = current["expiresIn"] <= 0
-        if not (expired or force):
+        free, taken = self._judge(lease, self.clock(), force)
+        if not free:
             self._lease = lease
             raise self._held_error()
-        return (f"the real run would take over the lock from {current['holder']} "
-                f"({'expired' if expired else 'forced'})")
+        return f"the real run would take over the lock from {taken}" if taken else None
+
+    def _judge(self, lease: dict[str, Any], now: float, force: bool) -> tuple[bool, str]:
+        """May we take this Lease now? And if that means taking it from another holder,
+        from whom and why: "X (expired)" or "X (forced)"."""
+        current = describe_holder(lease, now)
+        if current is None or current["holder"] == self.holder:
+            return True, ""
+        expired = current["expiresIn"] <= 0
+        if not (expired or force):
+            return False, ""
+        return True, f"{current['holder']} ({'expired' if expired else 'forced'})"
 
     def _try(self, force: bool) -> tuple[bool, str]:
         now = self.clock()
@@ -173,15 +182,10 @@ class Lock:
             except Conflict:
                 return False, ""  # someone created it first; look again next round
         self._lease = lease
-        current = describe_holder(lease, now)
-        if current is not None and current["holder"] != self.holder:
-            expired = current["expiresIn"] <= 0
-            if not (expired or force):
-                return False, ""
-            note = (f"took over the lock from {current['holder']} "
-                    f"({'expired' if expired else 'forced'})")
-        else:
-            note = ""
+        free, taken = self._judge(lease, now, force)
+        if not free:
+            return False, ""
+        note = f"took over the lock from {taken}" if taken else ""
         body = self._body(now)
         body["metadata"]["resourceVersion"] = lease["metadata"]["resourceVersion"]
         try:
