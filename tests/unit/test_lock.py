@@ -196,3 +196,18 @@ def test_confirming_a_lock_still_held_reads_it_and_passes():
     held.acquire()
     held.confirm_held()
     assert store.items["deployer-hello"]["spec"]["holderIdentity"] == "a"
+
+
+def test_the_read_only_check_decides_as_acquire_would_and_writes_nothing():
+    store, clock = Leases(), Clock()
+    checker = lock(store, clock, "b")
+    assert checker.check_free() is None  # no Lease at all
+    lock(store, clock, "a").acquire()
+    before = copy.deepcopy(store.items)
+    with pytest.raises(LockHeld, match="locked by a"):
+        checker.check_free()
+    assert checker.check_free(force=True) == "the real run would take over the lock from a " \
+                                             "(forced)"
+    clock.now += 31
+    assert checker.check_free() == "the real run would take over the lock from a (expired)"
+    assert store.items == before
