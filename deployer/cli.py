@@ -224,7 +224,9 @@ class Guard:
 @contextmanager
 def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
                enabled: bool = True, needs: Iterable[type[Step]] = ()) -> Iterator[Guard]:
-    """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it."""
+    """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it.
+
+    Callers read the app and refuse bad input before: the Lease is the first write."""
     if not enabled:
         yield Guard()
         return
@@ -233,9 +235,7 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     from deployer.interrupt import StopFlag
     from deployer.lock import Lock
     from deployer.record import who_am_i
-    from deployer.snapshot import find_app
 
-    find_app(gw, app_name)  # a typo in --app or -n is refused before anything is written
     force, wait = ctx.meta.get("force", False), ctx.meta.get("wait_for_lock", 0.0)
     command = ("deployer " + " ".join(sys.argv[1:]))[:250]
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
@@ -741,7 +741,7 @@ def rollback(
     from deployer.engine import Engine, RunSettings
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
-    from deployer.snapshot import find_app, read_app
+    from deployer.snapshot import read_app
 
     gw = _connect(g)
     needs = _recorded_needs(gw, app_name)
@@ -782,7 +782,6 @@ def rollback(
 
     # Decide before the first write: a refusal (exit 2) or nothing to do writes nothing,
     # not even the Lease. Under the lock, decide again: another run may have ended since.
-    find_app(gw, app_name)
     state, kind, plan, about = choose()
     if kind == "nothing":
         return _finish(report_for(state, kind, about),
@@ -978,14 +977,13 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     from deployer.engine import Engine
     from deployer.model import Plan
     from deployer.record import Journal, read_run
+    from deployer.snapshot import find_app
 
     gw = _connect(g)
-    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
-        dep = gw.get_deployment(app_name)
-        if dep is None:
-            from deployer.errors import AppNotFound
 
-            raise AppNotFound(f"no Deployment named {app_name!r} in namespace {gw.namespace!r}")
+    def continuable() -> RunRecord:
+        """The recorded run to continue; every refusal is raised here, from reading alone."""
+        find_app(gw, app_name)
         record = read_run(gw, app_name)
         if record is None or record.plan is None:
             raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
@@ -995,9 +993,16 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
                                "paused at a gate; nothing to promote", id="not-paused",
                                hint=f"deployer abort --app {app_name} {_where(g, gw)} rolls "
                                     "it back")
+        return record
+
+    # Refuse before the first write (the Lease); under the lock, read again: another
+    # process may have continued the run in between.
+    continuable()
+    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
+        record = continuable()
         from deployer.model import AppRef
 
-        plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan)
+        plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan or {})
         reporter = _reporter(g, gw)
         if action == "promote":
             reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,

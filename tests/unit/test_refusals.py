@@ -236,3 +236,17 @@ def test_a_bad_budget_in_the_environment_is_refused_before_the_cluster_is_read(
     code, err = refused(command, capsys)
     assert code == ExitCode.INVALID and f"{env}='soon' is invalid" in err
     assert reads == [] and gw.writes == []
+
+
+@pytest.mark.parametrize(("command", "phase", "said"), [
+    (["promote", "--app", "hello"], None, "hello has no run to promote"),
+    (["abort", "--app", "hello"], None, "hello has no run to abort"),
+    (["promote", "--app", "hello"], "interrupted", "not paused at a gate"),
+])
+def test_promote_and_abort_with_nothing_to_continue_are_refused_before_the_lease(
+        gw, capsys, command, phase, said):
+    if phase:
+        record_unfinished_run(gw, "hello:v2", phase)
+    code, err = refused(command, capsys)
+    assert code == ExitCode.INVALID and said in err
+    assert gw.writes == [] and gw.leases == {}
