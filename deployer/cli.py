@@ -371,7 +371,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     from deployer import preflight, recorded
     from deployer import strategy as strategies
     from deployer.engine import Engine
-    from deployer.model import Outcome, Plan, Target, Verdict
+    from deployer.model import Plan, Target
     from deployer.record import Journal, RunRecord, read_run, who_am_i
     from deployer.snapshot import read_app
     from deployer.validation import expected_version_from_tag, resolve_image
@@ -434,18 +434,21 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     # Read and refuse before the first write (the Lease); under the lock, read again:
     # another run may have finished in between.
+    def reporter_for(state: AppState, target: Target) -> Reporter:
+        reporter = _reporter(g, gw)
+        live_image, live_version = state.live_text()
+        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=live_image,
+                      to_image=str(target.image), from_version=live_version,
+                      expected_version=target.expected_version)
+        return reporter
+
     prepared = prepare()
     if not dry_run and prepared.in_progress is None and not prepared.deferred and \
             plugin.is_current(prepared.state, prepared.target):
         # Already on the image: a no-op (or a mismatch) is decided from reading alone, and
         # writes nothing, not even the Lease.
-        reporter = _reporter(g, gw)
-        live_image, live_version = prepared.state.live_text()
-        reporter.fact(app=str(prepared.state.app), strategy=strategy_name,
-                      from_image=live_image, to_image=str(prepared.target.image),
-                      from_version=live_version,
-                      expected_version=prepared.target.expected_version)
-        return _finish(reporter, _already_running(app_name, prepared.state, prepared.target))
+        return _finish(reporter_for(prepared.state, prepared.target),
+                       _already_running(app_name, prepared.state, prepared.target))
     if dry_run:
         note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
@@ -453,11 +456,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             prepared = prepare(under_lock=True)
         state, target, plan, in_progress, effective, applied, _ = prepared
         target_image = target.image
-        reporter = _reporter(g, gw)
-        live_image, live_version = state.live_text()
-        reporter.fact(app=str(state.app), strategy=strategy_name, from_image=live_image,
-                      to_image=str(target_image), from_version=live_version,
-                      expected_version=target.expected_version)
+        reporter = reporter_for(state, target)
         if dry_run:
             if note:
                 reporter.note(note)
@@ -466,16 +465,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                               f"({in_progress.phase}) at step {(in_progress.position or 0) + 1}"
                               " of its recorded plan")
                 plan = Plan.from_json(state.app, in_progress.plan or {})
-            start = {state.deployment["metadata"]["name"]: state.replicas,
-                     **{name: int(d["spec"].get("replicas") or 0)
-                        for name, d in state.others.items()}}
-            reporter.heading(f"Plan (dry run, nothing changed): {plan.summary}")
-            for line in plan.describe(start):
-                reporter.line(line)
-            reporter.plan = plan.dry_run_json(start)
-            reporter.warnings += plan.warnings
-            return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
-                                             "dry run: nothing was changed"))
+            return _dry_run_result(reporter, state, plan, plan.summary)
         if in_progress is not None:
             # The same command again (a CI job re-run after a timeout or a kill): continue
             # the recorded plan where it stopped. Steps are idempotent, so the step in
@@ -620,6 +610,19 @@ def _client_addresses(text: str | None) -> tuple[str, ...]:
 
     text = text if text is not None else os.environ.get("DEPLOYER_CLIENT_ADDRESSES")
     return parse_client_addresses(text) if text else ()
+
+
+def _dry_run_result(reporter: Reporter, state: AppState, plan: Plan, title: str) -> int:
+    """A dry run's plan, text and JSON, each step with the replicas after it; exit 0."""
+    from deployer.model import Outcome, Verdict
+
+    start = state.replica_counts()
+    reporter.heading(f"Plan (dry run, nothing changed): {title}")
+    for line in plan.describe(start):
+        reporter.line(line)
+    reporter.plan = plan.dry_run_json(start)
+    reporter.warnings += plan.warnings
+    return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK, "dry run: nothing was changed"))
 
 
 def _finish(reporter: Reporter, outcome: Outcome) -> int:
@@ -790,18 +793,12 @@ def rollback(
         note = _dry_run_checks(ctx, gw, app_name, needs)
         reporter = report_for(state, kind, about)
         assert plan is not None
-        start = {state.deployment_name: state.replicas,
-                 **{n: int(d["spec"].get("replicas") or 0) for n, d in state.others.items()}}
         if note:
             reporter.note(note)
-        reporter.heading(f"Plan (dry run, nothing changed): {plan.summary or 'rollback'}")
+        # An undo is a plan of rollback steps only: those are what the rollback runs.
         shown = plan if plan.steps else Plan(plan.strategy, plan.app, plan.rollback, (),
                                              plan.summary, plan.notes)
-        for line in shown.describe(start):
-            reporter.line(line)
-        reporter.plan = shown.dry_run_json(start)
-        return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
-                                         "dry run: nothing was changed"))
+        return _dry_run_result(reporter, state, shown, plan.summary or "rollback")
     with _exclusive(ctx, gw, app_name, needs=needs) as guard:
         state, kind, plan, about = choose()
         reporter = report_for(state, kind, about)

@@ -86,6 +86,11 @@ class AppState:
     def rollout_strategy(self) -> K8sObject:
         return dict(self.deployment["spec"].get("strategy") or {})
 
+    def replica_counts(self) -> dict[str, int]:
+        """spec.replicas of the app's Deployment and of its other Deployments, now."""
+        return {self.deployment_name: self.replicas,
+                **{name: int(d["spec"].get("replicas") or 0) for name, d in self.others.items()}}
+
     def live(self) -> list[tuple[str, str, str | None]]:
         """What the Service routes to now: (deployment, image, version) of each Deployment
         with pods whose labels its selector matches; without a Service, the app's own."""
