@@ -122,6 +122,13 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
+def _trace(method: str, path: str, started: float, status: int | None,
+           error: str | None = None) -> None:
+    """The -v line of one request (kubectl -v=6): never headers, so never credentials."""
+    log.debug("api request", method=method, path=path, status=status,
+              ms=round((time.monotonic() - started) * 1000), **({"error": error} if error else {}))
+
+
 def _status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status", None)
     return status if isinstance(status, int) else None
@@ -272,11 +279,9 @@ class Gateway:
                 method, url, headers, body, post,
                 _request_timeout=timeout or self.request_timeout)
         except Exception as exc:
-            log.debug("api request", method=method, path=shown, status=None,
-                      ms=round((time.monotonic() - started) * 1000), error=type(exc).__name__)
+            _trace(method, shown, started, None, type(exc).__name__)
             raise
-        log.debug("api request", method=method, path=shown, status=response.status,
-                  ms=round((time.monotonic() - started) * 1000))
+        _trace(method, shown, started, response.status)
         if not 200 <= response.status <= 299:
             response.read()
             raise self._client_mod.ApiException.from_response(
@@ -519,14 +524,10 @@ class Gateway:
             try:
                 answer = get(self._pod_http(), url, headers=self._auth_headers(),
                              raise_connect_errors=True)
-                log.debug("api request", method="GET", path=url, status=answer.status,
-                          ms=round((time.monotonic() - started) * 1000),
-                          **({"error": answer.error} if answer.error else {}))
+                _trace("GET", url, started, answer.status, answer.error)
                 return answer
             except httpx.ConnectError as exc:
-                log.debug("api request", method="GET", path=url, status=None,
-                          ms=round((time.monotonic() - started) * 1000),
-                          error=type(exc).__name__)
+                _trace("GET", url, started, None, type(exc).__name__)
                 if _is_tls_error(exc):
                     raise
                 raise _Transient(exc) from exc
