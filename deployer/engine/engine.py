@@ -81,7 +81,7 @@ class Engine:
         self.reporter = reporter
         self.settings = settings
         self.clock = clock
-        self.ctx = StepContext(gateway, reporter, settings, self.checkpoint, self.execute,
+        self.ctx = StepContext(gateway, reporter, settings, self.checkpoint, self._sub_step,
                                clock=clock, wall=wall, sleep=sleep)
 
     @property
@@ -255,6 +255,15 @@ class Engine:
         if self.stop is not None:
             self.stop.check()
         self._check_lock()
+
+    def _sub_step(self, step: Step) -> None:
+        """A step a handler runs inside its own (a canary resized during its analysis).
+
+        No journal write precedes it, so it reads the Lease itself: a run whose lock was
+        taken over (``rollback --force``) must not write once more.
+        """
+        self._confirm_lock()
+        self.execute(step)
 
     def execute(self, step: Step) -> None:
         """Run one step through its handler, reporting its result."""

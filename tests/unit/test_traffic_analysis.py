@@ -343,6 +343,24 @@ def test_a_resized_stable_deployment_resizes_the_canary_to_keep_its_weight(clust
     assert engine.ctx.traffic.client_versions["127.0.0.2"] == "2.0.0"  # measured afresh
 
 
+def test_a_canary_scaled_down_by_a_forced_rollback_is_not_scaled_back_up():
+    """``rollback --force`` took the lock a moment ago and scaled the canary to 0; the
+    analysis would resize it to keep the weight, but that write reads the Lease first."""
+    from deployer.errors import LockHeld
+    from deployer.lock import Lock
+
+    gw, _, clock = canary_cluster()
+    lock = Lock(gw, "hello", "run-1 by me", "deployer canary", clock=lambda: 1_700_000_000.0)
+    lock.acquire()
+    gw.leases["deployer-hello"]["spec"]["holderIdentity"] = "run-2 by on-call"
+    gw.deployments["hello-canary"]["spec"]["replicas"] = 0
+    engine = make_engine(gw, clock, lock=lock)
+    with pytest.raises(LockHeld, match="now held by run-2 by on-call"):
+        engine.execute(step(weight=25))
+    assert gw.deployments["hello-canary"]["spec"]["replicas"] == 0
+    assert gw.deployment_writes() == []
+
+
 def test_a_canary_gone_during_the_analysis_is_not_resized_but_rejected():
     gw, _, clock = canary_cluster()
     del gw.deployments["hello-canary"]
