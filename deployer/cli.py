@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import typer
@@ -68,6 +68,8 @@ class Globals:
     allow_system_namespace: bool = False
     verbose: bool = False
     log_format: str = "console"
+    # what the command did before its plan (a rollback window it closed), for the report
+    notes: list[str] = field(default_factory=list)
 
 
 def _version(value: bool) -> None:
@@ -196,6 +198,8 @@ def _reporter(g: Globals, gw: Gateway) -> Reporter:
 
     reporter = Reporter(output=g.output)
     reporter.where = _where(g, gw)
+    for note in g.notes:
+        reporter.note(note)
     return reporter
 
 
@@ -223,10 +227,13 @@ class Guard:
 
 @contextmanager
 def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
-               enabled: bool = True, needs: Iterable[type[Step]] = ()) -> Iterator[Guard]:
+               enabled: bool = True, needs: Iterable[type[Step]] = (),
+               close_window: bool = True) -> Iterator[Guard]:
     """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it.
 
-    Callers read the app and refuse bad input before: the Lease is the first write."""
+    Callers read the app and refuse bad input before: the Lease is the first write.
+    Under the Lease, an expired blue-green rollback window is closed first (not by
+    rollback, which returns to that side instead)."""
     if not enabled:
         yield Guard()
         return
@@ -250,6 +257,12 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
             raise Interrupted(f"interrupted by {stop.reason} while waiting for the lock of "
                               f"{app_name}; nothing was changed")
         try:
+            if close_window:
+                from deployer import windows
+
+                closed = windows.close_if_expired(gw, app_name)
+                if closed:
+                    _globals(ctx).notes.append(closed)
             yield Guard(stop, lock, note)
         finally:
             lock.release()
@@ -451,6 +464,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                        _already_running(app_name, prepared.state, prepared.target))
     if dry_run:
         note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
+        from deployer import windows
+
+        window = windows.pending(gw, app_name)
+        if window is not None:
+            g.notes.append(f"the real run would first close the rollback window of "
+                           f"{window.release.strategy} release {window.release.id}: "
+                           f"{window.deployment} scaled to 0")
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps) as guard:
         if not dry_run:
             prepared = prepare(under_lock=True)
@@ -481,13 +501,24 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             return _finish(reporter, outcome)
         if plugin.is_current(state, target):
             return _finish(reporter, _already_running(app_name, state, target))
+        from deployer import windows
+
+        window = windows.pending(gw, app_name)
+        if window is not None:
+            # What a rollback returns to is about to change: the window's old side goes.
+            reporter.note(windows.close(gw, app_name, window, "a new release starts"))
+            prepared = prepare(under_lock=True)
+            state, target, plan = prepared.state, prepared.target, prepared.plan
         current = next((r for r in state.revisions if r.number == state.revision), None)
         template_hash = None
         if current is not None:
             template_hash = ((current.template.get("metadata") or {}).get("labels") or {}).get(
                 "pod-template-hash")
-        record = RunRecord(strategy_name, app_name, str(state.image), str(target_image),
-                           state.version, target.expected_version, state.revision, template_hash,
+        live = state.live()  # the release goes from what the Service routes to now
+        from_image, from_version = (live[0][1], live[0][2]) if len(live) == 1 else (
+            str(state.image), state.version)
+        record = RunRecord(strategy_name, app_name, from_image, str(target_image),
+                           from_version, target.expected_version, state.revision, template_hash,
                            who=target.who or who_am_i(), reason=reason,
                            settings=recorded.snapshot(options, checks),
                            container=state.container)
@@ -786,6 +817,12 @@ def rollback(
     # Decide before the first write: a refusal (exit 2) or nothing to do writes nothing,
     # not even the Lease. Under the lock, decide again: another run may have ended since.
     state, kind, plan, about = choose()
+    if kind == "unfinished" and _in_rollback_window(about):
+        # That run has only the old side's scale-down left; switching back is what this
+        # window is for, so its lock is taken over without --force.
+        ctx.meta["force"] = True
+        g.notes.append(f"{about.strategy} run {about.id} is in its rollback window after a "
+                       "verified switch: its lock is taken over")
     if kind == "nothing":
         return _finish(report_for(state, kind, about),
                        Outcome(Verdict.NOOP, ExitCode.OK, f"nothing to roll back: {about.why}"))
@@ -799,7 +836,7 @@ def rollback(
         shown = plan if plan.steps else Plan(plan.strategy, plan.app, plan.rollback, (),
                                              plan.summary, plan.notes)
         return _dry_run_result(reporter, state, shown, plan.summary or "rollback")
-    with _exclusive(ctx, gw, app_name, needs=needs) as guard:
+    with _exclusive(ctx, gw, app_name, needs=needs, close_window=False) as guard:
         state, kind, plan, about = choose()
         reporter = report_for(state, kind, about)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
@@ -826,6 +863,14 @@ def rollback(
                                reason=reason or about.why, container=state.container)
             outcome = engine.run(plan, Journal(gw, app_name, record))
         return _finish(reporter, _rollback_outcome(outcome, app_name))
+
+
+def _in_rollback_window(record: RunRecord) -> bool:
+    """A blue-green run, running (or stopped) in its foreground rollback window."""
+    steps = (record.plan or {}).get("steps") or []
+    position = record.position or 0
+    return record.phase in ("running", "interrupted") and 0 <= position < len(steps) and \
+        steps[position].get("type") == "KeepOld"
 
 
 def _rollback_outcome(outcome: Outcome, app_name: str) -> Outcome:
@@ -933,9 +978,10 @@ def blue_green(
     preview_replicas: str | None = typer.Option(None, "--preview-replicas", metavar="N",
                                                 help="Start the new side this small, verify "
                                                      "it, then scale it to full size."),
-    keep_old: str = typer.Option("10m", "--keep-old", metavar="DURATION",
-                                 help="How long the old side keeps "
-                                      "running after the switch."),
+    keep_old: str = typer.Option("30s", "--keep-old", metavar="DURATION",
+                                 help="How long the old side keeps running after the "
+                                      "switch: up to 60s the run watches the new side "
+                                      "meanwhile; a longer window outlives the run."),
     until_gate: bool = UNTIL_GATE,
     client_addresses: str | None = CLIENTS,
     reason: str | None = REASON,
@@ -971,21 +1017,28 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     clients = _client_addresses(client_addresses)
     started = time.monotonic()
 
+    from deployer import windows
     from deployer.engine import Engine
-    from deployer.model import Plan
+    from deployer.model import Outcome, Plan, Verdict
     from deployer.record import Journal, read_run
     from deployer.snapshot import find_app
 
     gw = _connect(g)
 
-    def continuable() -> RunRecord:
-        """The recorded run to continue; every refusal is raised here, from reading alone."""
+    def continuable() -> RunRecord | windows.Window:
+        """The recorded run to continue (or, for promote, the rollback window to end);
+        every refusal is raised here, from reading alone."""
         find_app(gw, app_name)
         record = read_run(gw, app_name)
+        if record is None and action == "promote":
+            window = windows.pending(gw, app_name)
+            if window is not None:
+                return window
         if record is None or record.plan is None:
             raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
                                hint=f"see deployer status --app {app_name} {_where(g, gw)}")
-        if action == "promote" and record.phase != "paused":
+        if action == "promote" and record.phase != "paused" and not _in_rollback_window(
+                record):
             raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not "
                                "paused at a gate; nothing to promote", id="not-paused",
                                hint=f"deployer abort --app {app_name} {_where(g, gw)} rolls "
@@ -995,8 +1048,16 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     # Refuse before the first write (the Lease); under the lock, read again: another
     # process may have continued the run in between.
     continuable()
-    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name)) as guard:
+    with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name),
+                    close_window=action != "promote") as guard:
         record = continuable()
+        if isinstance(record, windows.Window):
+            reporter = _reporter(g, gw)
+            reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.release.strategy,
+                          from_image=record.release.from_image,
+                          to_image=record.release.to_image)
+            return _finish(reporter, Outcome(Verdict.PROMOTED, ExitCode.OK, windows.close(
+                gw, app_name, record, "deployer promote ends it")))
         from deployer.model import AppRef
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan or {})
@@ -1020,7 +1081,12 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         journal = Journal(gw, app_name, record)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":
-            outcome = engine.run(plan, journal, start=record.position or 0)
+            start = record.position or 0
+            if record.phase != "paused":  # stopped in the rollback window: end it now
+                start += 1
+                reporter.note("the release was switched and verified; the rollback window "
+                              "ends now")
+            outcome = engine.run(plan, journal, start=start)
         else:
             outcome = engine.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
         return _finish(reporter, outcome)

@@ -352,6 +352,34 @@ class Hold(Step):
         return f"hold for {self.seconds:.0f}s: {self.reason}"
 
 
+@step_type
+@dataclass(frozen=True)
+class KeepOld(Step):
+    """blue-green's rollback window after the switch: the old side stays up.
+
+    ``watch`` (a window short enough to wait in the foreground): the new live side is
+    checked through the Service every round until the window ends, and a failure there
+    switches back at once (the plan's rollback). Without ``watch`` the run ends here and
+    records when the window ends; the next deployer command for the app scales the old
+    side down after that (``deployer promote`` at once).
+    """
+
+    service: str
+    new_deployment: str  # the new live side
+    new_version: str | None
+    old_deployment: str  # the side kept up
+    old_version: str | None
+    seconds: float
+    watch: bool = True
+
+    def describe(self) -> str:
+        if self.watch:
+            return (f"keep {self.old_deployment} up for {self.seconds:.0f}s, watching "
+                    f"{self.new_deployment} (a failure switches back at once)")
+        return (f"keep {self.old_deployment} up for {self.seconds:.0f}s after the run "
+                "(the next deployer command for the app scales it down then)")
+
+
 @dataclass(frozen=True)
 class Plan:
     strategy: str

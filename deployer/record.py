@@ -87,6 +87,9 @@ class RunRecord:
     undo: list[dict[str, Any]] | None = None  # steps that undo a promoted release
     settings: dict[str, Any] | None = None  # plan options and check settings, as started
     container: str | None = None  # the container the run changed (pods may have several)
+    # blue-green's rollback window left open when the run ended: {deployment, service,
+    # until}; the next deployer command for the app scales that side down once expired
+    old_side: dict[str, Any] | None = None
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, **changes)
@@ -179,37 +182,49 @@ class Journal:
             None, [*(r for r in history if r.id != done.id), done][-HISTORY_LIMIT:]))
         return self.record
 
-    def _write(self, change: Callable[[RunRecord | None, list[RunRecord]],
-                                      tuple[RunRecord | None, list[RunRecord]]]) -> None:
-        """Read the ConfigMap (or what an earlier version left on the Deployment), apply
-        ``change`` to its run and history, and write it back conditionally."""
-        name = journal_name(self.app)
+    def _write(self, change: Change) -> None:
+        write_journal(self.gateway, self.app, change)
 
-        def read() -> dict[str, Any]:
-            stored = load(self.gateway, self.app)
-            if stored.config_map is not None:
-                return stored.config_map
-            return {"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": name, "labels": {**MANAGED_BY, "app": self.app}},
-                    "data": _encode(stored.run, stored.history)}
 
-        def apply(cm: dict[str, Any]) -> dict[str, Any] | None:
-            data = cm.get("data") or {}
-            run, history = change(_decode_run(data.get(RUN_KEY)),
-                                  _decode_history(data.get(HISTORY_KEY)))
-            wanted = _encode(run, history)
-            if wanted == data and cm["metadata"].get("resourceVersion"):
-                return None
-            cm["data"] = wanted
-            return cm
+Change = Callable[[RunRecord | None, list[RunRecord]], tuple[RunRecord | None, list[RunRecord]]]
 
-        def write(cm: dict[str, Any]) -> None:
-            if cm["metadata"].get("resourceVersion"):
-                self.gateway.replace_config_map(cm)
-            else:
-                self.gateway.create_config_map(cm)
 
-        conditional_write(read, write, apply, f"configmap {name}")
+def update_release(gateway: ClusterGateway, app: str, run_id: str, **changes: Any) -> None:
+    """Change one finished release in the history (e.g. its rollback window was closed)."""
+    write_journal(gateway, app, lambda run, history: (
+        run, [r.with_(**changes) if r.id == run_id else r for r in history]))
+
+
+def write_journal(gateway: ClusterGateway, app: str, change: Change) -> None:
+    """Read the ConfigMap (or what an earlier version left on the Deployment), apply
+    ``change`` to its run and history, and write it back conditionally."""
+    name = journal_name(app)
+
+    def read() -> dict[str, Any]:
+        stored = load(gateway, app)
+        if stored.config_map is not None:
+            return stored.config_map
+        return {"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "labels": {**MANAGED_BY, "app": app}},
+                "data": _encode(stored.run, stored.history)}
+
+    def apply(cm: dict[str, Any]) -> dict[str, Any] | None:
+        data = cm.get("data") or {}
+        run, history = change(_decode_run(data.get(RUN_KEY)),
+                              _decode_history(data.get(HISTORY_KEY)))
+        wanted = _encode(run, history)
+        if wanted == data and cm["metadata"].get("resourceVersion"):
+            return None
+        cm["data"] = wanted
+        return cm
+
+    def write(cm: dict[str, Any]) -> None:
+        if cm["metadata"].get("resourceVersion"):
+            gateway.replace_config_map(cm)
+        else:
+            gateway.create_config_map(cm)
+
+    conditional_write(read, write, apply, f"configmap {name}")
 
 
 def _encode(run: RunRecord | None, history: list[RunRecord]) -> dict[str, str]:

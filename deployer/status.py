@@ -11,6 +11,7 @@ from deployer.model import labels_text
 from deployer.record import read_history, read_run
 from deployer.rollout import rollout_status
 from deployer.snapshot import current_versions, pick_container, revisions
+from deployer.timestamps import parse
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -109,6 +110,14 @@ def render(data: dict[str, Any]) -> str:
     if last:
         lines.append(f"  last run: {last.get('strategy')} to {last.get('to_image')}: "
                      f"{last.get('verdict')} at {last.get('finished')} by {last.get('who')}")
+        side = last.get("old_side")
+        if side:
+            until = parse(side.get("until")) or 0.0
+            when = (f"until {side.get('until')}" if until > time.time() else
+                    f"expired at {side.get('until')}: the next deployer command for the app "
+                    "scales it down")
+            lines.append(f"  rollback window: {side.get('deployment')} kept up {when} "
+                         "(deployer rollback switches back to it, deployer promote ends it)")
     return "\n".join(lines)
 
 

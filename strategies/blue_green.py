@@ -19,7 +19,7 @@ from deployer.model import (
     AppState,
     AwaitRollout,
     Gate,
-    Hold,
+    KeepOld,
     Plan,
     ScaleDeployment,
     SetServiceSelector,
@@ -33,6 +33,10 @@ from deployer.strategy import Options, change_cause, rolled_out, runs_image
 from strategies.canary import canary_body
 
 GREEN_TRACK = "green"
+DEFAULT_KEEP_OLD = 30.0  # seconds the old side stays up after the switch (--keep-old)
+# Windows up to this long are waited for, watching the new side; a longer one must not
+# hold a CI job: the run ends after the switch and records when the window ends.
+FOREGROUND_WINDOW = 60.0
 SIDE_OF = "deployer.dev/blue-green-of"
 
 
@@ -63,7 +67,7 @@ def _image(dep: dict[str, Any], container: str) -> str:
 class BlueGreenStrategy:
     name = "blue-green"
     steps = (SetServiceSelector, ApplyDeployment, UpdateDeployment, ScaleDeployment,
-             AwaitRollout, Gate, VerifyTraffic, Hold)
+             AwaitRollout, Gate, VerifyTraffic, KeepOld)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         live = self.sides(state)[0]
@@ -137,18 +141,33 @@ class BlueGreenStrategy:
             SetServiceSelector(app, new_match, require_ready=new_name),
             VerifyTraffic(app, new_name, target.expected_version, None, old_version, 1.0),
         ]
-        keep = float(options.get("keep_old") if options.get("keep_old") is not None else 600)
+        keep = float(options.get("keep_old") if options.get("keep_old") is not None
+                     else DEFAULT_KEEP_OLD)
+        watched = keep <= FOREGROUND_WINDOW
         if keep > 0:
-            steps.append(Hold(keep, f"keeping {live_name} as a rollback window"))
-        steps.append(ScaleDeployment(live_name, 0))
+            steps.append(KeepOld(app, new_name, target.expected_version, live_name,
+                                 old_version, keep, watch=watched))
+        if watched:
+            steps.append(ScaleDeployment(live_name, 0))
         rollback: tuple[Step, ...] = (
             ScaleDeployment(live_name, size),
             AwaitRollout(live_name, old_version),
             SetServiceSelector(app, live_match, require_ready=live_name),
             ScaleDeployment(new_name, 0, missing_ok=True),
         )
+        if not keep:
+            window = "is scaled to 0 at once"
+        elif watched:
+            window = (f"stays up {keep:.0f}s while {new_name} is watched (a failure switches "
+                      "back at once), then is scaled to 0")
+        else:
+            window = (f"stays up {keep:.0f}s after the run ends (longer than the "
+                      f"{FOREGROUND_WINDOW:.0f}s a run waits for); `deployer rollback` in "
+                      "that window switches back at once, `deployer promote` ends it, and "
+                      "the next deployer command for the app after it scales the old side "
+                      "down")
         notes.append(f"the switch happens only after {new_name} is verified; the old side "
-                     f"stays up {keep:.0f}s afterwards, then is scaled to 0")
+                     f"{window}")
         return Plan(self.name, state.app, tuple(steps), rollback,
                     summary=f"blue-green from {live_name} to {new_name} ({target.image})",
                     notes=tuple(notes))

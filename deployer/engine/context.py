@@ -50,6 +50,7 @@ class Results:
 
     downtime: float | None = None
     verified_version: str | None = None
+    old_side: dict[str, Any] | None = None  # a rollback window left open (blue-green)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class StepContext:
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
+    confirm: Callable[[], None] = lambda: None  # read the Lease now: raises if it is lost
     results: Results = field(default_factory=Results)
     traffic: TrafficMemory = field(default_factory=TrafficMemory)
 

@@ -31,6 +31,7 @@ from deployer.model import (
     DeleteDeployment,
     Gate,
     Hold,
+    KeepOld,
     Outcome,
     Plan,
     ScaleDeployment,
@@ -67,6 +68,7 @@ HANDLERS: dict[type[Step], Handler] = {
     SetServiceSelector: services.selector,
     VerifyTraffic: traffic.verify,
     Hold: holds.hold,
+    KeepOld: holds.keep_old,
 }
 
 
@@ -82,7 +84,7 @@ class Engine:
         self.settings = settings
         self.clock = clock
         self.ctx = StepContext(gateway, reporter, settings, self.checkpoint, self._sub_step,
-                               clock=clock, wall=wall, sleep=sleep)
+                               clock=clock, wall=wall, sleep=sleep, confirm=self._confirm_lock)
 
     @property
     def verified_version(self) -> str | None:
@@ -116,6 +118,9 @@ class Engine:
             if self.settings.atomic and self.stop is not None and self.stop.signals == 1:
                 return self._atomic_rollback(plan, journal)
             journal_safe(journal, phase="interrupted")
+            window = plan.steps[index]
+            if isinstance(window, KeepOld):
+                return self._interrupted_window(plan, window)
             return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
                            f"interrupted during: {journal.record.step}; nothing was rolled back",
                            next_command=f"deployer rollback {_app(plan)}")
@@ -131,12 +136,19 @@ class Engine:
         except DeployerError as exc:
             journal_safe(journal, phase="error", message=exc.message)
             raise
+        side = self.ctx.results.old_side
         journal.finish(phase="done", verdict=Verdict.PROMOTED.value,
-                       verified_version=self.verified_version)
-        return Outcome(Verdict.PROMOTED, ExitCode.OK,
-                       f"{plan.app.name} is running {journal.record.to_image}",
+                       verified_version=self.verified_version, old_side=side)
+        message = f"{plan.app.name} is running {journal.record.to_image}"
+        if side:
+            message += (f"; {side['deployment']} stays up until {side['until']} as the "
+                        "rollback window (rollback switches back to it at once, promote ends "
+                        "the window)")
+        return Outcome(Verdict.PROMOTED, ExitCode.OK, message,
                        verified_version=self.verified_version,
-                       downtime_seconds=self.ctx.results.downtime)
+                       downtime_seconds=self.ctx.results.downtime,
+                       other_commands=(f"deployer rollback {_app(plan)}",
+                                       f"deployer promote {_app(plan)}") if side else ())
 
     def abort(self, plan: Plan, journal: Journal, why: str) -> Outcome:
         """Run only the rollback steps (``deployer abort``, or rollback of an unfinished run)."""
@@ -155,6 +167,16 @@ class Engine:
         if self.lock is not None and self.lock.note:
             self.reporter.note(self.lock.note)
         journal.before_write = self._confirm_lock
+
+    def _interrupted_window(self, plan: Plan, window: KeepOld) -> Outcome:
+        """A signal in blue-green's rollback window: the release is switched and verified,
+        so nothing is undone; the two ways on are promote (end the window) or rollback."""
+        return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
+                       f"interrupted in the rollback window: {window.new_deployment} is live "
+                       f"and was verified, {window.old_deployment} is still up; nothing was "
+                       "rolled back", verified_version=self.verified_version,
+                       next_command=f"deployer promote {_app(plan)}",
+                       other_commands=(f"deployer rollback {_app(plan)}",))
 
     def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int) -> Outcome:
         journal.update(phase="paused", position=index + 1, step=gate.describe())
@@ -217,9 +239,9 @@ class Engine:
     def _roll_back(self, plan: Plan, journal: Journal, failure: StepFailed) -> Outcome:
         if failure.evaluation:
             self.reporter.measured(failure.evaluation.measurements)
+        self._confirm_lock()  # a run that lost its lock leaves the app to the new holder
         self.reporter.heading(f"Release rejected: {failure.message}")
         self.reporter.heading("Rolling back")
-        self._confirm_lock()  # a run that lost its lock leaves the app to the new holder
         journal_safe(journal, phase="rolling-back", message=failure.message)
         self.ctx.results.verified_version = None
         # The rollback gets its own budget: a run that timed out must still restore.

@@ -1,11 +1,18 @@
-"""The Hold step: keep everything as it is for a while (e.g. a rollback window)."""
+"""Steps that keep everything as it is for a while: Hold, and blue-green's rollback window
+after the switch (KeepOld)."""
 
 from __future__ import annotations
 
+from deployer.engine import traffic
 from deployer.engine.context import StepContext
-from deployer.model import Hold
+from deployer.errors import StepFailed
+from deployer.model import Hold, KeepOld, VerifyTraffic
+from deployer.timestamps import iso
 
 TICK = 5.0  # seconds between "still waiting" lines
+# Of --timeout, what a foreground window leaves for scaling the old side down: the window
+# is cut short rather than run past the deadline that bounds the whole run.
+WINDOW_MARGIN = 15.0
 
 
 def hold(ctx: StepContext, step: Hold) -> str | None:
@@ -14,3 +21,30 @@ def hold(ctx: StepContext, step: Hold) -> str | None:
         ctx.reporter.waiting(f"{step.reason}: {left:.0f}s left")
         ctx.pause(min(left, TICK))
     return None
+
+
+def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
+    """Watch the new live side while the old side stays up; a failure fails the step, so
+    the engine's rollback switches back to the old side, which is still running.
+
+    A window without ``watch`` is recorded (``Results.old_side``) and the run ends; the
+    next deployer command for the app scales the old side down once it has expired.
+    """
+    if not step.watch:
+        until = ctx.wall() + step.seconds
+        ctx.results.old_side = {"deployment": step.old_deployment, "service": step.service,
+                                "until": iso(until)}
+        return (f"{step.old_deployment} stays up until {iso(until)} as the rollback window; "
+                "the next deployer command for the app after that scales it down")
+    window = min(step.seconds, ctx.settings.deadline - WINDOW_MARGIN - ctx.clock())
+    live = VerifyTraffic(step.service, step.new_deployment, step.new_version, None,
+                         step.old_version, 1.0, duration=max(window, 0.0))
+    try:
+        note = traffic.verify(ctx, live, before_round=ctx.confirm)
+    except StepFailed as exc:
+        raise StepFailed(f"{step.new_deployment} failed in the rollback window after the "
+                         f"switch: {exc.message}", exc.evaluation, exc.timed_out) from exc
+    if window < step.seconds:
+        note = (f"the window was cut to {max(window, 0):.0f}s so that the run ends within "
+                f"--timeout; {note}")
+    return note

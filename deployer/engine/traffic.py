@@ -9,6 +9,7 @@ analysis time has passed; any failed round rejects the release.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -40,13 +41,16 @@ ROUND_INTERVAL = 3.0
 DEFAULT_PORT = 8080
 
 
-def verify(ctx: StepContext, step: VerifyTraffic) -> str | None:
+def verify(ctx: StepContext, step: VerifyTraffic, *,
+           before_round: Callable[[], None] | None = None) -> str | None:
     failures_check = PodFailureCheck(clock=ctx.clock)
     end = ctx.clock() + step.duration
     rounds = 0
     outage = Outage(ctx)
     with VersionProbe(ctx.gateway, ctx.settings.verify.probe) as probe:
         while True:
+            if before_round is not None:
+                before_round()
             try:
                 step = follow_resize(ctx, step)
                 measurements, failures = analysis_round(ctx, probe, step, failures_check)

@@ -8,7 +8,7 @@ from deployer.model import (
     AppRef,
     AppState,
     AwaitRollout,
-    Hold,
+    KeepOld,
     ScaleDeployment,
     SetServiceSelector,
     Target,
@@ -36,7 +36,7 @@ def test_first_run_narrows_the_selector_then_verifies_green_before_the_switch():
     plan = BlueGreenStrategy().plan(state({"app": "hello"}), TARGET, Options({"keep_old": 60}))
     kinds = [type(s) for s in plan.steps]
     assert kinds == [SetServiceSelector, ApplyDeployment, AwaitRollout, SetServiceSelector,
-                     VerifyTraffic, Hold, ScaleDeployment]
+                     VerifyTraffic, KeepOld, ScaleDeployment]
     assert plan.steps[0].selector == STABLE
     switch = plan.steps[3]
     assert switch.selector == GREEN and switch.require_ready == "hello-green"
@@ -75,7 +75,7 @@ def test_preview_replicas_start_small_then_scale_up_before_the_switch():
 
 def test_keep_old_zero_scales_down_at_once():
     plan = BlueGreenStrategy().plan(state(STABLE), TARGET, Options({"keep_old": 0}))
-    assert not any(isinstance(s, Hold) for s in plan.steps)
+    assert not any(isinstance(s, KeepOld) for s in plan.steps)
 
 
 def test_a_selector_that_is_neither_side_is_refused():
