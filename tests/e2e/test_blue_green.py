@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.e2e.app_checks import ServiceClient, resource_versions, versions_by_pod
-from tests.e2e.deployer_cli import deployer
-from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service
+from tests.e2e.app_checks import run_record
+from tests.e2e.deployer_cli import Background, deployer
+from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 
@@ -24,7 +25,7 @@ def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hell
 
     with ServiceClient(kube, namespace) as before_switch:
         gated = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image",
-                         "v2", "--until-gate", "--keep-old", "5s", "--client-addresses", CLIENTS)
+                         "v2", "--until-gate", "--client-addresses", CLIENTS)
 
     assert gated.code == 5, gated
     assert len(before_switch.answers) > 10
@@ -45,6 +46,14 @@ def test_blue_green_switches_only_after_green_is_verified(namespace, deploy_hell
     assert during_switch.failed == 0, "the switch must not drop requests"
     share = {c["check"]: c for c in promoted.report["checks"]}["traffic-share"]
     assert share["phase"] == "Successful" and share["details"]["observed"] == 1.0
+    # the default window: 30 s watching green, then blue goes, and the run returns
+    steps = {s["step"].split(",")[0]: s for s in promoted.report["steps"]}
+    assert steps["keep hello up for 30s"]["result"] == "done"
+    after_switch = sum(s["seconds"] for s in promoted.report["steps"][
+        [s["step"] for s in promoted.report["steps"]].index(
+            "switch service hello to selector app=hello,track=green"):])
+    assert after_switch < 60, promoted.report["steps"]
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 0
 
 
 def test_blue_green_to_a_missing_image_never_switches(namespace, deploy_hello, kube):
@@ -105,3 +114,46 @@ def test_blue_green_dry_run_changes_nothing(shared_hello, kube):
     assert result.code == 0, result
     assert "switch service hello to selector app=hello,track=green" in result.stderr
     assert resource_versions(kube, namespace) == before
+
+
+def test_a_long_window_outlives_the_run_and_rollback_in_it_switches_back_at_once(
+        namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    done = deployer(namespace, "-o", "json", "blue-green", "--app", "hello", "--image", "v2",
+                    "--keep-old", "10m", "--client-addresses", CLIENTS)
+
+    assert done.code == 0, done
+    assert done.seconds < 60, "a 10-minute window must not hold the job"
+    assert "stays up until" in done.report["message"]
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 3
+    status = deployer(namespace, "status", "--app", "hello")
+    assert "rollback window: hello kept up until" in status.stdout
+
+    with ServiceClient(kube, namespace) as poller:
+        back = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+
+    assert back.code == 0, back
+    assert back.seconds < 20, "blue is still up: switching back needs no new pods"
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert service_versions(kube, namespace) == {"1.0.0"}
+    assert poller.failed == 0
+    assert kube.apps.read_namespaced_deployment("hello-green", namespace).spec.replicas == 0
+
+
+def test_rollback_in_a_watched_window_takes_over_without_force(namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    run = Background(namespace, "blue-green", "--app", "hello", "--image", "v2",
+                     "--client-addresses", CLIENTS)
+    wait_for(lambda: (run_record(kube, namespace) or {}).get("step", "").startswith(
+        "keep hello up"), 90, 0.3, "the rollback window")
+
+    back = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
+    first = run.wait(60)
+
+    assert back.code == 0, back
+    assert any("in its rollback window" in n for n in back.report["notes"]), back.report
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert service_versions(kube, namespace) == {"1.0.0"}
+    assert first.code == 4, first
+    assert "stopped before writing" in first.stderr
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 3
