@@ -592,6 +592,7 @@ def _already_running(app_name: str, state: AppState, target: Target) -> Outcome:
     from deployer.model import Outcome, Verdict
 
     expected = target.expected_version
+    state = state.on_live_side()  # what users get: after a blue-green, its live side
     if expected is None:
         return Outcome(Verdict.NOOP, ExitCode.OK, f"{app_name} already runs {target.image}; "
                        "nothing to do (not verified: the version check is off)")

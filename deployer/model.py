@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from deployer.errors import UnsafeState
-from deployer.validation import ImageRef
+from deployer.validation import ImageRef, parse_reference
 
 K8sObject = dict[str, Any]
 S = TypeVar("S", bound="Step")
@@ -110,6 +110,33 @@ class AppState:
         if not found:
             found.append((self.deployment_name, str(self.image), self.version))
         return found
+
+    def live_side(self) -> str:
+        """The one Deployment the Service routes to now (after a blue-green, APP-green);
+        the app's own when that is not exactly one other Deployment."""
+        live = self.live()
+        if len(live) == 1 and live[0][0] in self.others:
+            return live[0][0]
+        return self.deployment_name
+
+    def on_live_side(self) -> AppState:
+        """The app as rolling, recreate and canary plan it: centred on the Deployment the
+        Service routes to now, so that they change what users get, whichever strategy ran
+        before. The app's own Deployment then counts among the others."""
+        name = self.live_side()
+        if name == self.deployment_name:
+            return self
+        dep = self.others[name]
+        annotations = dep["metadata"].get("annotations") or {}
+        containers = dep["spec"]["template"]["spec"]["containers"]
+        image = next((c["image"] for c in containers if c["name"] == self.container),
+                     containers[0]["image"])
+        others = {n: d for n, d in self.others.items() if n != name}
+        others[self.deployment_name] = self.deployment
+        return replace(self, deployment=dep, image=parse_reference(image),
+                       replicas=int(dep["spec"].get("replicas", 1)),
+                       revision=int(annotations.get(REVISION_ANNOTATION, "0") or 0),
+                       revisions=(), version=self.versions.get(name), others=others)
 
     def live_text(self) -> tuple[str, str | None]:
         """The live side in a Result block: images (with their Deployment when there are
@@ -296,9 +323,13 @@ class SetServiceSelector(Step):
     service: str
     selector: K8sObject
     require_ready: str | None = None  # a Deployment that must be fully available first
+    after_gone: str | None = None  # a Deployment whose pods must have stopped first
 
     def describe(self) -> str:
         labels = labels_text(dict(sorted(self.selector.items())))
+        if self.after_gone:
+            return (f"once {self.after_gone}'s pods have stopped, switch service "
+                    f"{self.service} back to selector {labels}")
         return f"switch service {self.service} to selector {labels}"
 
 

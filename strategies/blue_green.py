@@ -100,7 +100,21 @@ class BlueGreenStrategy:
                 raise InvalidInput(f"service {app} points at {green_name(app)}, which does not "
                                    "exist", id="unsafe-selector")
             return green, green_match, blue, blue_match
-        if selector in (blue_match, {k: v for k, v in blue_match.items() if k != "track"}):
+        if selector == blue_match:
+            return blue, blue_match, green, green_match
+        if selector == {k: v for k, v in blue_match.items() if k != "track"}:
+            # Not narrowed to a side (the first blue-green, or widened by a canary): the
+            # live side is the one running pods.
+            if green is not None and int(green["spec"].get("replicas") or 0):
+                if int(blue["spec"].get("replicas") or 0):
+                    raise InvalidInput(
+                        f"service {app} selects {labels_text(selector)}, and both {app} and "
+                        f"{green_name(app)} run pods: it routes to both sides",
+                        id="service-selector",
+                        hint=f"scale the side that should not serve to 0, or point the "
+                             f"Service at one side ({labels_text(blue_match)} or "
+                             f"{labels_text(green_match)})")
+                return green, green_match, blue, blue_match
             return blue, blue_match, green, green_match
         raise InvalidInput(f"service {app} selects {labels_text(selector)}, which is neither "
                            f"side ({labels_text(blue_match)} or {labels_text(green_match)})",
@@ -149,11 +163,17 @@ class BlueGreenStrategy:
                                  old_version, keep, watch=watched))
         if watched:
             steps.append(ScaleDeployment(live_name, 0))
+        # A run that narrowed the Service and then fails puts it back once the new side's
+        # pods have stopped (they would match the wider selector).
+        widen_back: tuple[Step, ...] = (
+            (SetServiceSelector(app, selector, after_gone=new_name),)
+            if selector != live_match else ())
         rollback: tuple[Step, ...] = (
             ScaleDeployment(live_name, size),
             AwaitRollout(live_name, old_version),
             SetServiceSelector(app, live_match, require_ready=live_name),
             ScaleDeployment(new_name, 0, missing_ok=True),
+            *widen_back,
         )
         if not keep:
             window = "is scaled to 0 at once"

@@ -24,6 +24,7 @@ from deployer.model import (
     Plan,
     ScaleDeployment,
     SetServiceAffinity,
+    SetServiceSelector,
     Step,
     Target,
     UndoRollout,
@@ -78,16 +79,21 @@ def canary_body(stable: dict[str, Any], name: str, container: str, image: str,
 class CanaryStrategy:
     name = "canary"
     steps = (ApplyDeployment, AwaitRollout, VerifyTraffic, Gate, UpdateDeployment,
-             ScaleDeployment, DeleteDeployment, SetServiceAffinity, UndoRollout)
+             ScaleDeployment, DeleteDeployment, SetServiceAffinity, SetServiceSelector,
+             UndoRollout)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         canary = state.others.get(canary_name(state.app.name))
-        return canary is None and runs_image(state.deployment, state.container,
-                                             str(target.image)) and rolled_out(state.deployment)
+        live = state.on_live_side().deployment
+        return canary is None and runs_image(live, state.container,
+                                             str(target.image)) and rolled_out(live)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         app = state.app.name
+        own = state.deployment_name
+        state = state.on_live_side()  # after a blue-green: its live side is the stable one
         stable = state.deployment
+        stable_name = state.deployment_name
         service = state.service
         if service is None:
             raise InvalidInput(f"a canary needs a Service named {app!r} in front of the app",
@@ -105,7 +111,7 @@ class CanaryStrategy:
         if _selects(stable_match, canary_labels) or stable["spec"]["selector"].get(
                 "matchExpressions"):
             raise InvalidInput(
-                f"deployment {app} selects its pods by "
+                f"deployment {stable_name} selects its pods by "
                 f"{','.join(f'{k}={v}' for k, v in stable_match.items())} only, which would also "
                 "match the canary's pods", id="overlapping-selector",
                 hint="give the stable pods a label such as track: stable and include it in the "
@@ -114,7 +120,24 @@ class CanaryStrategy:
         stable_labels = stable["spec"]["template"]["metadata"].get("labels") or {}
         if not svc_selector:
             raise InvalidInput(f"service {app} has no selector", id="empty-selector")
-        if not (_selects(svc_selector, canary_labels) and _selects(svc_selector, stable_labels)):
+        widened = svc_selector
+        if _selects(svc_selector, stable_labels) and not _selects(svc_selector, canary_labels):
+            # Narrowed to one side (by a blue-green): routing to the canary too needs only
+            # the keys both tracks share, if no other running pods carry them.
+            widened = {k: v for k, v in svc_selector.items() if canary_labels.get(k) == v}
+            blocking = [n for n, d in state.others.items() if n != name
+                        and int(d["spec"].get("replicas") or 0)
+                        and _selects(widened, d["spec"]["template"]["metadata"].get("labels")
+                                     or {})]
+            if not widened or blocking:
+                raise InvalidInput(
+                    f"service {app} selects {labels_text(svc_selector)}, which does not route "
+                    "to the canary's pods, and "
+                    + (f"{', '.join(blocking)} also runs pods it would then route to" if widened
+                       else "no label of it is shared by both"), id="service-selector",
+                    hint=f"scale {', '.join(blocking)} to 0 first" if blocking else
+                    "the Service should select on the app label only (e.g. app: hello)")
+        if not (_selects(widened, canary_labels) and _selects(widened, stable_labels)):
             raise InvalidInput(
                 f"service {app} selects {labels_text(svc_selector)}, which does not route to both "
                 "the stable "
@@ -126,8 +149,18 @@ class CanaryStrategy:
         stable_n = state.replicas
         per_step = clients // len(analysed) if clients else 0
         steps: list[Step] = []
-        notes = [f"stable {app}: {stable_n} pods of {state.image} stay up throughout"]
+        notes = [f"stable {stable_name}: {stable_n} pods of {state.image} stay up throughout"]
+        if stable_name != own:
+            notes.insert(0, f"the Service routes to {stable_name} (the live side of a "
+                            f"blue-green), not to {own}: {stable_name} is the stable side")
         warnings: list[str] = []
+        narrowed: tuple[Step, ...] = ()
+        if widened != svc_selector:
+            steps.append(SetServiceSelector(app, widened))
+            narrowed = (SetServiceSelector(app, svc_selector),)
+            notes.append(f"service {app} selects {labels_text(svc_selector)}: widened to "
+                         f"{labels_text(widened)} for the run (only {stable_name}'s pods match "
+                         "it now, so no traffic moves) and narrowed back afterwards")
         affinity = service["spec"].get("sessionAffinity") or "None"
         if affinity != "ClientIP":
             steps.append(SetServiceAffinity(app, "ClientIP"))
@@ -150,28 +183,31 @@ class CanaryStrategy:
             steps += [
                 ApplyDeployment(canary_body(stable, name, state.container, str(target.image),
                                             pods, target.expected_version),
-                                weight=weight, ratio_of=app),
+                                weight=weight, ratio_of=stable_name),
                 AwaitRollout(name, target.expected_version),
-                VerifyTraffic(app, name, target.expected_version, app, state.version, share,
-                              interval, fresh, weight=weight),
+                VerifyTraffic(app, name, target.expected_version, stable_name, state.version,
+                              share, interval, fresh, weight=weight),
             ]
         if options.get("until_gate"):
             steps.append(Gate(f"canary at {share:.0%}"))
         restore: tuple[Step, ...] = (
             (SetServiceAffinity(app, affinity),) if affinity != "ClientIP" else ())
         steps += [
-            UpdateDeployment(app, state.container, str(target.image),
+            UpdateDeployment(stable_name, state.container, str(target.image),
                              change_cause("canary promotion", target)),
-            AwaitRollout(app, target.expected_version),
+            AwaitRollout(stable_name, target.expected_version),
             ScaleDeployment(name, 0, missing_ok=True),
             DeleteDeployment(name, app),
+            *narrowed,
             *restore,
         ]
         rollback: tuple[Step, ...] = (
-            UndoRollout(app, state.revision, f"deployer canary of {target.image} rolled back"),
-            AwaitRollout(app, state.version),
+            UndoRollout(stable_name, state.revision,
+                        f"deployer canary of {target.image} rolled back"),
+            AwaitRollout(stable_name, state.version),
             ScaleDeployment(name, 0, missing_ok=True),
             DeleteDeployment(name, app),
+            *narrowed,
             *restore,
         )
         minimum = interval * len(analysed)

@@ -13,7 +13,7 @@ from deployer.model import (
     UpdateDeployment,
 )
 from deployer.strategy import Options, change_cause
-from strategies.rolling import RollingStrategy
+from strategies.rolling import RollingStrategy, live_side_notes
 
 RECREATE = {"type": "Recreate", "rollingUpdate": None}
 
@@ -23,6 +23,8 @@ class RecreateStrategy(RollingStrategy):
     steps = (UpdateDeployment, AwaitRollout, UndoRollout, SetRolloutStrategy)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
+        own = state.deployment_name
+        state = state.on_live_side()  # after a blue-green: the side users get now
         dep = state.deployment_name
         original = state.rollout_strategy
         switch = original.get("type") != "Recreate"
@@ -43,4 +45,4 @@ class RecreateStrategy(RollingStrategy):
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"recreate {dep}: stop {state.replicas} pods of {state.image}, "
-                            f"then start {target.image}")
+                            f"then start {target.image}", notes=live_side_notes(own, dep))

@@ -19,10 +19,12 @@ class RollingStrategy:
     steps: tuple[type[Step], ...] = (UpdateDeployment, AwaitRollout, UndoRollout)
 
     def is_current(self, state: AppState, target: Target) -> bool:
-        return runs_image(state.deployment, state.container, str(target.image)) and \
-            rolled_out(state.deployment)
+        live = state.on_live_side().deployment
+        return runs_image(live, state.container, str(target.image)) and rolled_out(live)
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
+        own = state.deployment_name
+        state = state.on_live_side()  # after a blue-green: the side users get now
         dep = state.deployment_name
         strategy = None
         surge, unavailable = options.get("max_surge"), options.get("max_unavailable")
@@ -46,4 +48,12 @@ class RollingStrategy:
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"rolling update of {dep} from {state.image} to {target.image} "
-                            f"({state.replicas} replicas)")
+                            f"({state.replicas} replicas)", notes=live_side_notes(own, dep))
+
+
+def live_side_notes(own: str, live: str) -> tuple[str, ...]:
+    """Say so when the Deployment a plan changes is not the app's own."""
+    if own == live:
+        return ()
+    return (f"the Service routes to {live} (the live side of a blue-green), not to {own}: "
+            f"{live} is the Deployment this run changes",)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from deployer.engine.context import StepContext, must_exist
-from deployer.health.verifier import is_ready
+from deployer.health.verifier import is_ready, selector_of
 from deployer.model import Phase, SetServiceAffinity, SetServiceSelector
 from deployer.rollout import rollout_status
 from deployer.writes import conditional_write
@@ -14,6 +14,7 @@ K8sObject = dict[str, Any]
 KUBE_PROXY_SYNC = 2.0
 SWITCH_READY_BUDGET = 30.0  # seconds the side to switch to may take to be fully available
 ENDPOINTS_BUDGET = 60.0  # seconds the endpoints may take to follow a new selector
+STOP_BUDGET = 90.0  # seconds pods may take to stop (their grace period and preStop)
 
 
 def read(ctx: StepContext, name: str) -> K8sObject:
@@ -50,6 +51,8 @@ def affinity(ctx: StepContext, step: SetServiceAffinity) -> str | None:
 def selector(ctx: StepContext, step: SetServiceSelector) -> str | None:
     if step.require_ready:
         await_ready_to_switch(ctx, step, str(step.require_ready))
+    if step.after_gone:
+        await_pods_stopped(ctx, step.after_gone)
 
     def spec(svc: K8sObject) -> K8sObject | None:
         current = svc["spec"].get("selector") or {}
@@ -86,6 +89,25 @@ def await_ready_to_switch(ctx: StepContext, step: SetServiceSelector, name: str)
                    failure=lambda: f"refusing to switch service {step.service}: {name} has "
                                    f"{counts['available']} of {counts['desired']} pods "
                                    "available and rolled out")
+
+
+def await_pods_stopped(ctx: StepContext, name: str) -> None:
+    """Wait until no pod of Deployment ``name`` runs any more (terminating ones have left
+    every Service's endpoints already)."""
+    dep = ctx.gateway.get_deployment(name)
+    if dep is None:
+        return
+    selector = selector_of(dep)
+    running: list[K8sObject] = []
+
+    def pending() -> str | None:
+        nonlocal running
+        running = [p for p in ctx.gateway.list_pods(selector)
+                   if not p["metadata"].get("deletionTimestamp")]
+        return f"{len(running)} pods of {name} still running" if running else None
+
+    ctx.wait_until(pending, deadline=ctx.clock() + STOP_BUDGET,
+                   failure=lambda: f"{len(running)} pods of {name} did not stop")
 
 
 def await_endpoints(ctx: StepContext, step: SetServiceSelector) -> str | None:

@@ -53,9 +53,11 @@ from tests.e2e.lab import (  # noqa: E402,F401 - re-exported for tests
 _E2E_DIR = Path(__file__).resolve().parent
 
 
-# The longest tests (1-2.5 min on a loaded 2-core lab), started first so that the parallel
-# phase does not end waiting on one of them while the other workers are idle.
+# The longest tests (1-2.5 min on a loaded 2-core lab; the strategies in any order, about
+# 5), started first so that the parallel phase does not end waiting on one of them while
+# the other workers are idle.
 LONGEST_FIRST = (
+    "test_every_ordered_pair_of_strategies_on_one_app",
     "test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight",
     "test_recreate_to_a_missing_image_rolls_back_to_v1",
     "test_canary_and_blue_green_run_as_the_ci_service_account",

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.app_checks import ServiceClient, resource_versions, versions_by_pod
-from tests.e2e.app_checks import run_record
+from tests.e2e.app_checks import ServiceClient, resource_versions, run_record, versions_by_pod
 from tests.e2e.deployer_cli import Background, deployer
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 

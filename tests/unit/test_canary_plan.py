@@ -14,6 +14,7 @@ from deployer.model import (
     Gate,
     ScaleDeployment,
     SetServiceAffinity,
+    SetServiceSelector,
     Target,
     UndoRollout,
     UpdateDeployment,
@@ -110,10 +111,46 @@ def test_a_stable_selector_that_would_match_canary_pods_is_refused():
         CanaryStrategy().plan(state(dep=dep), TARGET, Options())
 
 
-def test_a_service_that_does_not_route_to_both_tracks_is_refused():
-    with pytest.raises(InvalidInput, match="does not route to both"):
-        CanaryStrategy().plan(state(service(selector={"app": "hello", "track": "stable"})),
-                              TARGET, Options())
+def test_a_service_narrowed_to_the_stable_side_is_widened_for_the_run_and_narrowed_back():
+    narrowed = {"app": "hello", "track": "stable"}
+    plan = CanaryStrategy().plan(state(service(selector=narrowed)), TARGET, Options())
+    assert plan.steps[0] == SetServiceSelector("hello", {"app": "hello"})
+    assert plan.steps[-1] == SetServiceSelector("hello", narrowed)
+    assert plan.rollback[-1] == SetServiceSelector("hello", narrowed)
+    assert isinstance(plan.rollback[-2], DeleteDeployment)  # once the canary left the Service
+
+
+def test_a_narrowed_service_is_not_widened_onto_other_running_pods():
+    green = deployment("hello-green", "hello:v3")
+    green["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "green"}
+    with pytest.raises(InvalidInput, match="hello-green also runs pods it would then route to"):
+        CanaryStrategy().plan(state(service(selector={"app": "hello", "track": "stable"}),
+                                    others={"hello-green": green}), TARGET, Options())
+
+
+def test_a_service_that_shares_no_label_with_the_canary_is_refused():
+    with pytest.raises(InvalidInput, match="no label of it is shared by both"):
+        CanaryStrategy().plan(state(service(selector={"track": "stable"})), TARGET, Options())
+
+
+def test_after_a_blue_green_the_live_green_side_is_the_stable_one():
+    green = deployment("hello-green", "hello:v2", revision=1)
+    green["spec"]["selector"]["matchLabels"] = {"app": "hello", "track": "green"}
+    green["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "green"}
+    blue = deployment(replicas=0, revision=2)
+    live = AppState(AppRef("t", "hello"), blue, "hello", parse_image("hello:v1"), 0, 2, (),
+                    service=service(selector={"app": "hello", "track": "green"}),
+                    others={"hello-green": green}, versions={"hello-green": "2.0.0"})
+    plan = CanaryStrategy().plan(live, Target(parse_image("hello:v3"), "3.0.0"), Options())
+    assert plan.steps[0] == SetServiceSelector("hello", {"app": "hello"})
+    apply = next(s for s in plan.steps if isinstance(s, ApplyDeployment))
+    assert apply.ratio_of == "hello-green"
+    assert apply.body["metadata"]["annotations"]["deployer.dev/canary-of"] == "hello-green"
+    assert next(s for s in plan.steps if isinstance(s, UpdateDeployment)).deployment == \
+        "hello-green"
+    assert plan.rollback[0] == UndoRollout("hello-green", 1, "deployer canary of hello:v3 "
+                                                             "rolled back")
+    assert any("routes to hello-green" in n for n in plan.notes)
 
 
 def test_steps_must_include_one_below_100():

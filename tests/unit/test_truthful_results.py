@@ -13,6 +13,13 @@ from deployer.validation import parse_image
 TARGET = Target(parse_image("hello:v5"), "5.0.0")
 
 
+def answering(version):
+    """The app state as _already_running reads it: the live side's measured version."""
+    state = SimpleNamespace(version=version)
+    state.on_live_side = lambda: state
+    return state
+
+
 @pytest.mark.parametrize(("answers", "verdict", "code", "said"), [
     ("5.0.0", Verdict.NOOP, 0, "nothing to do"),
     ("1.0.0", Verdict.REJECTED, 1, "its pods answer 1.0.0, not 5.0.0; nothing was changed"),
@@ -20,14 +27,14 @@ TARGET = Target(parse_image("hello:v5"), "5.0.0")
 ])
 def test_an_app_already_on_the_image_is_a_no_op_only_when_it_answers_the_version(
         answers, verdict, code, said):
-    outcome = _already_running("hello", SimpleNamespace(version=answers), TARGET)
+    outcome = _already_running("hello", answering(answers), TARGET)
     assert (outcome.verdict, outcome.exit_code) == (verdict, code)
     assert said in outcome.message
     assert outcome.verified_version == (answers if code == 0 else None)
 
 
 def test_with_the_check_off_the_no_op_says_not_verified():
-    outcome = _already_running("hello", SimpleNamespace(version="1.0.0"),
+    outcome = _already_running("hello", answering("1.0.0"),
                                Target(parse_image("hello:v5"), None))
     assert outcome.exit_code == 0 and "not verified" in outcome.message
     assert outcome.verified_version is None
