@@ -67,7 +67,7 @@ def test_every_ordered_pair_of_strategies_on_one_app(namespace, deploy_hello, ku
         # a native rolling update ends when the new pods are ready; the old ones leave
         # kube-proxy's rules a moment later (a canary or blue-green waits for that itself)
         settle = 10 if strategy in ("rolling", "recreate", "rollback") else 0
-        wait_for(lambda: served(kube, namespace) == {serving}, settle, 1.0,
+        wait_for(lambda want={serving}: served(kube, namespace) == want, settle, 1.0,
                  f"{where}: every client on {serving}")
         pods = live_pods(kube, namespace)
         assert len(pods) == 3 and set(pods.values()) == {serving}, f"{where}: {pods}"
