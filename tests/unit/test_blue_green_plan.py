@@ -86,3 +86,29 @@ def test_a_selector_that_is_neither_side_is_refused():
 def test_green_live_without_green_deployment_is_refused():
     with pytest.raises(InvalidInput, match="does not exist"):
         BlueGreenStrategy().plan(state(GREEN), TARGET, Options())
+
+
+def test_a_failed_first_run_puts_back_the_service_it_narrowed_once_green_stopped():
+    plan = BlueGreenStrategy().plan(state({"app": "hello"}), TARGET, Options())
+    assert plan.rollback[-2] == ScaleDeployment("hello-green", 0, missing_ok=True)
+    assert plan.rollback[-1] == SetServiceSelector("hello", {"app": "hello"},
+                                                   after_gone="hello-green")
+    narrowed = BlueGreenStrategy().plan(state(STABLE), TARGET, Options())
+    assert not any(isinstance(s, SetServiceSelector) and s.after_gone
+                   for s in narrowed.rollback), "nothing to put back"
+
+
+def test_a_service_on_the_app_label_only_routes_to_the_side_that_runs_pods():
+    green = green_body(deployment(revision=1), "hello", "hello:v2", 3, "2.0.0")
+    blue_down = deployment(replicas=0, revision=1)
+    svc = {"metadata": {"name": "hello"}, "spec": {"selector": {"app": "hello"}}}
+    down = AppState(AppRef("t", "hello"), blue_down, "hello", parse_image("hello:v1"), 0, 1,
+                    (), service=svc, others={"hello-green": green},
+                    versions={"hello-green": "2.0.0"})
+    live, _, new, _ = BlueGreenStrategy().sides(down)
+    assert (live["metadata"]["name"], new["metadata"]["name"]) == ("hello-green", "hello")
+    both = AppState(AppRef("t", "hello"), deployment(revision=1), "hello",
+                    parse_image("hello:v1"), 3, 1, (), service=svc,
+                    others={"hello-green": green})
+    with pytest.raises(InvalidInput, match="both hello and hello-green run pods"):
+        BlueGreenStrategy().sides(both)

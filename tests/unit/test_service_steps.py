@@ -224,3 +224,36 @@ def test_hold_waits_its_time_in_ticks_reporting_what_is_left():
     assert "blue stays as the rollback window: 12s left" in text
     assert "blue stays as the rollback window: 2s left" in text
     assert engine.reporter.steps[-1].result == "done"
+
+
+def test_widening_back_waits_until_the_other_sides_pods_have_stopped():
+    """A failed first blue-green: green is scaled to 0, and only once its pods have
+    stopped may the Service select every pod of the app again."""
+    green_at_patch: list[int] = []
+
+    class Watching(FakeGateway):
+        def patch_service(self, name, patch, *, resource_version=None):
+            green_at_patch.append(len([p for p in self.pods
+                                       if p["metadata"]["labels"].get("color") == "green"]))
+            return super().patch_service(name, patch, resource_version=resource_version)
+
+    gw = Watching(relabel(deployment("hello-blue"), **BLUE),
+                  relabel(deployment("hello-green", "hello:v2"), **GREEN))
+    gw.services["hello"] = service("hello", BLUE)
+    clock = Clock()
+    controller = Controller(gw, VERSIONS, clock=clock)
+    controller.tick()
+    controller.paused.add("hello-green")  # its pods take a while to stop
+    gw.deployments["hello-green"]["spec"]["replicas"] = 0
+
+    def tick():
+        if clock() >= 1004:
+            controller.paused.discard("hello-green")
+        controller.tick()
+
+    gw.advance = clock.on_sleep = tick
+    make_engine(gw, clock).execute(SetServiceSelector("hello", {"app": "hello"},
+                                                      after_gone="hello-green"))
+    assert green_at_patch == [0]
+    assert clock() >= 1004
+    assert gw.services["hello"]["spec"]["selector"] == {"app": "hello"}

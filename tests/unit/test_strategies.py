@@ -93,3 +93,39 @@ def test_every_planned_step_is_declared_for_the_permission_preflight():
         plan = strategy.plan(s, t, options)
         kinds = {type(step) for step in (*plan.steps, *plan.rollback)}
         assert kinds <= set(strategy.steps), (strategy.name, kinds - set(strategy.steps))
+
+
+def after_blue_green() -> AppState:
+    """hello-green (v2, revision 1) is live, the app's own hello is scaled to 0."""
+    green = deployment("hello-green", "hello:v2", revision=1)
+    green["spec"]["selector"]["matchLabels"] = {"app": "hello", "track": "green"}
+    green["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "green"}
+    green["spec"]["template"]["spec"]["containers"][0]["name"] = "hello"
+    service = {"metadata": {"name": "hello"},
+               "spec": {"selector": {"app": "hello", "track": "green"}}}
+    return AppState(AppRef("test", "hello"), deployment(replicas=0, revision=4), "hello",
+                    parse_image("hello:v1"), 0, 4, (), service=service,
+                    others={"hello-green": green}, versions={"hello-green": "2.0.0"})
+
+
+def test_after_a_blue_green_the_live_side_is_what_the_app_is():
+    live = after_blue_green().on_live_side()
+    assert live.deployment_name == "hello-green"
+    assert (str(live.image), live.replicas, live.revision, live.version) == (
+        "hello:v2", 3, 1, "2.0.0")
+    assert set(live.others) == {"hello"}
+    pristine = state()
+    assert pristine.on_live_side() is pristine
+
+
+def test_rolling_and_recreate_after_a_blue_green_change_the_live_side():
+    for strategy in (RollingStrategy(), RecreateStrategy()):
+        plan = strategy.plan(after_blue_green(), target(), Options())
+        assert plan.steps[0].deployment == "hello-green"
+        assert plan.rollback[0] == UndoRollout("hello-green", 1, plan.rollback[0].change_cause)
+        assert plan.rollback[1].deployment == "hello-green"
+        assert any("routes to hello-green" in n for n in plan.notes)
+    v2 = Target(parse_image("hello:v2"), "2.0.0")
+    assert RollingStrategy().is_current(after_blue_green(), v2), "users get v2 already"
+    assert not RollingStrategy().is_current(after_blue_green(),
+                                            Target(parse_image("hello:v1"), "1.0.0"))
