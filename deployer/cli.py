@@ -340,6 +340,9 @@ def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) ->
                                  if wait_for_lock else 0.0)
 
 
+ALLOW_GITOPS = typer.Option(False, "--allow-gitops",
+                            help="Change an app that Argo CD or Flux manages anyway (its next "
+                                 "sync may revert the release).")
 FORCE = typer.Option(False, "--force", help="Take the app's lock over even if another run "
                                              "holds it (that run stops before its next write).")
 WAIT_FOR_LOCK = typer.Option(None, "--wait-for-lock", metavar="DURATION",
@@ -412,6 +415,16 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                         who_am_i())
         plan = plugin.plan(state, target, strategies.Options(options))
         preflight.check_plan(plan)
+        live = state.on_live_side()
+        for note in (
+                preflight.check_owners(
+                    [("deployment", state.deployment), ("deployment", live.deployment),
+                     ("service", state.service)], allowed=ctx.meta.get("allow_gitops", False)),
+                preflight.check_quota(gw, plan, state.replica_counts(),
+                                      {state.deployment_name: state.deployment, **state.others},
+                                      live.deployment["spec"]["template"])):
+            if note and note not in g.notes:
+                g.notes.append(note)
         in_progress = read_run(gw, app_name)
         if in_progress is not None and in_progress.plan is not None:
             same = (in_progress.strategy == strategy_name
@@ -707,11 +720,13 @@ def rolling(
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Native rolling update, watched and verified; undone on failure."""
     _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
     from deployer.validation import check_surge_pair
 
     surge = parse_surge(max_surge, "--max-surge") if max_surge is not None else None
@@ -738,11 +753,13 @@ def recreate(
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Stop every old pod, then start the new version; reports the downtime."""
     _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
     return _deploy(ctx, "recreate", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
                    {"http_mode": _check_via(check_via), "atomic": atomic})
@@ -947,12 +964,14 @@ def canary(
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Canary: a second Deployment (track: canary) behind the same Service, weighted by
     replicas, verified per step, then promoted (or rolled back)."""
     _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
     from deployer.validation import parse_percent, parse_steps
 
     if steps is not None and weight is not None:
@@ -992,12 +1011,14 @@ def blue_green(
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
     atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
     wait_for_lock: str | None = WAIT_FOR_LOCK,
 ) -> int:
     """Blue-green: verify the new side before any user traffic, switch the Service selector
     in one write, verify through the Service; the old side stays as a rollback window."""
     _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
     from deployer.validation import parse_replicas
 
     preview = (parse_replicas(preview_replicas, "--preview-replicas", minimum=1)

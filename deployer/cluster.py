@@ -72,6 +72,7 @@ POD_LOG = f"{_CORE}/pods/{{name}}/log"
 SERVICE = f"{_CORE}/services/{{name}}"
 ENDPOINTS = f"{_CORE}/endpoints/{{name}}"
 EVENTS = f"{_CORE}/events"
+RESOURCE_QUOTAS = f"{_CORE}/resourcequotas"
 CONFIGMAPS = f"{_CORE}/configmaps"
 CONFIGMAP = f"{CONFIGMAPS}/{{name}}"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
@@ -375,6 +376,10 @@ class Gateway:
             return set()
         return {a["ip"] for subset in ep.get("subsets") or []
                 for a in subset.get("addresses") or []}
+
+    def list_resource_quotas(self) -> list[dict[str, Any]]:
+        out = self._call("listing resourcequotas", "GET", RESOURCE_QUOTAS, params=self._ns())
+        return list(out.get("items") or [])
 
     def list_events(self, object_name: str) -> list[dict[str, Any]]:
         out = self._call("listing events", "GET", EVENTS, params=self._ns(),

@@ -7,6 +7,7 @@ release halfway through, when undoing it may need the very permission that is mi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -19,8 +20,10 @@ from deployer.model import (
     SetServiceAffinity,
     SetServiceSelector,
     Step,
+    UpdateDeployment,
     labels_text,
 )
+from deployer.validation import quantity
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -116,3 +119,149 @@ def check_plan(plan: Plan) -> None:
                 f"its new pods do not carry: the API server would refuse it", id="selector-labels",
                 hint="a Deployment's selector must not hold labels that change between "
                      "versions (such as version); keep those in the pod template only")
+
+
+# ------------------------------------------------------------------ owners
+
+# What the GitOps controllers put on the objects they apply. Argo CD's label tracking
+# (app.kubernetes.io/instance) is not among them: Helm sets that label too.
+GITOPS_MARKS = (
+    ("annotations", "argocd.argoproj.io/tracking-id", "Argo CD"),
+    ("labels", "argocd.argoproj.io/instance", "Argo CD"),
+    ("labels", "kustomize.toolkit.fluxcd.io/name", "Flux (a Kustomization)"),
+    ("labels", "helm.toolkit.fluxcd.io/name", "Flux (a HelmRelease)"),
+)
+
+
+def gitops_owner(obj: dict[str, Any] | None) -> str | None:
+    """Which GitOps controller applied the object, and by which mark; None if none did."""
+    meta = (obj or {}).get("metadata") or {}
+    for where, key, owner in GITOPS_MARKS:
+        value = (meta.get(where) or {}).get(key)
+        if value:
+            return f"{owner} ({where[:-1]} {key}={value})"
+    return None
+
+
+def check_owners(objects: Iterable[tuple[str, dict[str, Any] | None]], *,
+                 allowed: bool) -> str | None:
+    """Refuse to change what a GitOps controller owns (``objects``: (kind, object)): it
+    would revert deployer's changes at its next sync. With ``allowed`` (--allow-gitops)
+    say so and go on."""
+    for kind, obj in objects:
+        owner = gitops_owner(obj)
+        if owner is None:
+            continue
+        name = (obj or {}).get("metadata", {}).get("name")
+        what = f"{kind} {name} is managed by {owner}"
+        if allowed:
+            return f"{what}: going on (--allow-gitops); its next sync may revert this release"
+        raise InvalidInput(
+            f"{what}, which would revert deployer's changes at its next sync; nothing was "
+            "changed", id="gitops-managed",
+            hint="release through the GitOps repository, pause the controller's sync for "
+                 "this app, or pass --allow-gitops to go on anyway")
+    return None
+
+
+# ------------------------------------------------------------------ quota
+
+def pod_resources(template: dict[str, Any]) -> dict[str, float]:
+    """What one pod of a template counts against a quota: its containers' requests and
+    limits summed (an init container counts when it asks for more: they run one by one)."""
+    spec = template.get("spec") or {}
+    out: dict[str, float] = {"pods": 1.0}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            total = sum(quantity(((c.get("resources") or {}).get(kind) or {}).get(resource, 0))
+                        for c in spec.get("containers") or [])
+            init = max((quantity(((c.get("resources") or {}).get(kind) or {}).get(resource, 0))
+                        for c in spec.get("initContainers") or []), default=0.0)
+            out[f"{kind}.{resource}"] = max(total, init)
+    out["cpu"], out["memory"] = out["requests.cpu"], out["requests.memory"]
+    out["count/pods"] = 1.0
+    return out
+
+
+def _surge(deployment: dict[str, Any] | None, replicas: int,
+           strategy: dict[str, Any] | None) -> int:
+    """Pods a rolling update of ``deployment`` adds above its replicas (its maxSurge)."""
+    chosen = strategy or ((deployment or {}).get("spec") or {}).get("strategy") or {}
+    if chosen.get("type") == "Recreate":
+        return 0
+    surge = (chosen.get("rollingUpdate") or {}).get("maxSurge", "25%")
+    if isinstance(surge, str) and surge.endswith("%"):
+        return math.ceil(replicas * int(surge[:-1]) / 100)
+    return int(surge)
+
+
+def peak_extra_pods(plan: Plan, start: dict[str, int],
+                    deployments: dict[str, dict[str, Any]]) -> int:
+    """The most pods the plan runs at once beyond those running now: its Deployments'
+    replicas after each step, plus a rolling update's maxSurge while it runs. (A quota
+    also counts old pods until they are gone: they slow such a rollout, the verifier
+    waits for them, but they do not block it.)"""
+    now = dict(start)
+    base = sum(start.values())
+    peak = base
+    for step in plan.steps:
+        if isinstance(step, UpdateDeployment) and now.get(step.deployment, 0) > 0:
+            peak = max(peak, sum(now.values()) + _surge(
+                deployments.get(step.deployment), now[step.deployment], step.strategy))
+        now = step.replicas_after(now)
+        peak = max(peak, sum(now.values()))
+    return peak - base
+
+
+def check_quota(gateway: ClusterGateway, plan: Plan, start: dict[str, int],
+                deployments: dict[str, dict[str, Any]], template: dict[str, Any]) -> str | None:
+    """Refuse, before any write, a plan whose extra pods a ResourceQuota would block
+    (blue-green needs a second full set): exit 2 with the numbers. Returns a note when
+    the quotas could not be checked."""
+    extra = peak_extra_pods(plan, start, deployments)
+    if extra <= 0:
+        return None
+    if not gateway.can_i("list", "", "resourcequotas"):
+        return "resource quotas not checked: this identity may not list resourcequotas"
+    try:
+        per_pod = pod_resources(template)
+    except ValueError as exc:
+        return f"resource quotas not checked: {exc}"
+    problems, unchecked = [], []
+    for quota in gateway.list_resource_quotas():
+        name = quota["metadata"]["name"]
+        spec, status = quota.get("spec") or {}, quota.get("status") or {}
+        if spec.get("scopes") or spec.get("scopeSelector"):
+            unchecked.append(f"{name} (scoped)")
+            continue
+        hard, used = status.get("hard") or spec.get("hard") or {}, status.get("used")
+        if used is None:
+            unchecked.append(f"{name} (usage not computed yet)")
+            continue
+        for resource, limit in sorted(hard.items()):
+            if resource not in per_pod or not per_pod[resource]:
+                continue
+            need = extra * per_pod[resource]
+            have = quantity(used.get(resource, 0))
+            if have + need > quantity(limit):
+                problems.append(f"resourcequota {name}: {resource} {used.get(resource, 0)} "
+                                f"used of {limit}, and this run needs {_amount(need, resource)} "
+                                "more")
+    if problems:
+        raise InvalidInput(
+            f"{plan.strategy} would run up to {extra} more pod{'s' if extra != 1 else ''} "
+            f"than now, which the namespace's quota refuses: {'; '.join(problems)}; nothing "
+            "was changed", id="quota-exceeded",
+            hint="raise the quota, free room in the namespace, or choose a plan that needs "
+                 "fewer extra pods (rolling with a smaller --max-surge, or recreate)")
+    if unchecked:
+        return f"resource quotas not checked: {', '.join(unchecked)}"
+    return None
+
+
+def _amount(value: float, resource: str) -> str:
+    if resource.endswith("memory"):
+        return f"{value / 2 ** 20:g}Mi"
+    if resource.endswith("cpu"):
+        return f"{value * 1000:g}m"
+    return f"{value:g}"

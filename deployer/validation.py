@@ -851,3 +851,21 @@ def seconds_from_env(name: str, default: float, *, whole: bool, error_id: str) -
         raise InvalidInput(f"{name}={raw!r} is invalid: use {kind} of seconds above 0",
                            id=error_id, hint=f"unset it for the default of {default:.0f}s")
     return seconds
+
+
+# ------------------------------------------------------------------ quantities
+
+_DECIMAL = {"n": 1e-9, "u": 1e-6, "m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9,
+            "T": 1e12, "P": 1e15, "E": 1e18}
+_BINARY = {"Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50,
+           "Ei": 2 ** 60}
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]?)$")
+
+
+def quantity(text: str | int | float) -> float:
+    """A Kubernetes resource quantity (``100m``, ``64Mi``, ``1.5``, ``2e3``) as a number."""
+    match = _QUANTITY.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"not a quantity: {text!r}")
+    number, suffix = match.groups()
+    return float(number) * (_BINARY.get(suffix) or _DECIMAL[suffix])

@@ -92,6 +92,7 @@ RULES: tuple[Rule, ...] = (
          pending="{where} unschedulable for {age:.0f}s"),
     Rule("ReplicaFailure", Seen.DEPLOYMENT, Final.PERSISTING, 10.0,
          pending="cannot create pods for {age:.0f}s: {detail}"),
+    Rule("QuotaFreeing", Seen.DEPLOYMENT, Final.NEVER),
     # a pod that failed for one of these is replaced, not the release's fault
     Rule("Evicted", Seen.POD_FAILED, Final.NEVER),
     Rule("Preempting", Seen.POD_FAILED, Final.NEVER),
@@ -207,13 +208,22 @@ def pod_observations(pod: dict[str, Any]) -> Iterator[Observation]:
     yield from _waiting(pod, name)
 
 
-def deployment_observations(deployment: dict[str, Any] | None) -> Iterator[Observation]:
+QUOTA_EXCEEDED = "exceeded quota"
+
+
+def deployment_observations(deployment: dict[str, Any] | None, *,
+                            quota_freeing: bool = False) -> Iterator[Observation]:
+    """The Deployment's ReplicaFailure condition. A pod refused by a quota while other
+    pods of the app are still terminating (the quota counts them until they are gone) is
+    waiting for room the rollout itself is freeing, not failing."""
     if deployment is None:
         return
     for cond in (deployment.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "ReplicaFailure" and cond.get("status") == "True":
+            message = cond.get("message") or ""
+            freeing = quota_freeing and QUOTA_EXCEEDED in message
             yield Observation(Seen.DEPLOYMENT, deployment["metadata"]["name"], None,
-                              "ReplicaFailure", cond.get("message") or "",
+                              "QuotaFreeing" if freeing else "ReplicaFailure", message,
                               cause=cond.get("reason"), detail=str(cond.get("message", "")))
 
 
@@ -266,12 +276,13 @@ class PodFailureCheck:
     _first_seen: dict[Key, float] = field(default_factory=dict)
 
     def evaluate(self, pods: list[dict[str, Any]],
-                 deployment: dict[str, Any] | None = None) -> tuple[Measurement, list[PodFailure]]:
+                 deployment: dict[str, Any] | None = None, *,
+                 quota_freeing: bool = False) -> tuple[Measurement, list[PodFailure]]:
         memory = _Persistence(self._first_seen, self.clock())
         failures: list[PodFailure] = []
         pending: list[str] = []
         observations = chain(chain.from_iterable(pod_observations(p) for p in pods),
-                             deployment_observations(deployment))
+                             deployment_observations(deployment, quota_freeing=quota_freeing))
         for obs in observations:
             rule = rule_for(obs.seen, obs.reason)
             if rule is None:

@@ -7,14 +7,16 @@ evaluation is completed or a deadline passes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
-from deployer.health.pods import PodFailureCheck
+from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck
 from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
 from deployer.rollout import rollout_status
+from deployer.validation import quantity
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -121,6 +123,21 @@ class RolloutVerifier:
         pods = self.gateway.list_pods(f"{selector},pod-template-hash={hash_}")
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
+    def quota_freeing(self, deployment: dict[str, Any]) -> bool:
+        """Whether a quota refusal is passing: the app's own old pods are still terminating
+        (the quota counts them until they are gone), or the quota has room again and the
+        ReplicaSet controller has yet to retry (it backs off). Read only while refused."""
+        refusal = next((c.get("message") or "" for c in
+                        (deployment.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "ReplicaFailure" and c.get("status") == "True"
+                        and QUOTA_EXCEEDED in (c.get("message") or "")), None)
+        if refusal is None:
+            return False
+        if any(p["metadata"].get("deletionTimestamp")
+               for p in self.gateway.list_pods(selector_of(deployment))):
+            return True
+        return quota_has_room(self.gateway, refusal)
+
     def evaluate(self) -> Evaluation:
         dep = self.gateway.get_deployment(self.name)
         if dep is None:
@@ -135,7 +152,8 @@ class RolloutVerifier:
         measurements = [rollout]
         observed = rollout.message.startswith("waiting for the controller")
         pods = [] if observed else (self.new_pods(dep) or [])
-        pod_m, failures = self.pod_check.evaluate(pods, dep)
+        pod_m, failures = self.pod_check.evaluate(pods, dep,
+                                                  quota_freeing=self.quota_freeing(dep))
         measurements.append(pod_m)
         names = tuple(p["metadata"]["name"] for p in pods)
         if failures:
@@ -164,3 +182,26 @@ class RolloutVerifier:
         version_m = self.version_check.evaluate([p["metadata"]["name"] for p in ready])
         measurements.append(version_m)
         return Evaluation(version_m.phase, version_m.message, tuple(measurements), (), names, dep)
+
+
+_REFUSAL = re.compile(r"exceeded quota: ([^,]+), requested: ([^,]+(?:,[^,:=]+=[^,]+)*)")
+
+
+def quota_has_room(gateway: ClusterGateway, refusal: str) -> bool:
+    """Whether the quota a pod was refused by (``exceeded quota: NAME, requested: a=1,b=2,
+    used: ...``) would take that pod now; False when it cannot be read."""
+    match = _REFUSAL.search(refusal)
+    if match is None or not gateway.can_i("list", "", "resourcequotas"):
+        return False
+    name = match.group(1).strip()
+    requested = dict(part.split("=", 1) for part in match.group(2).split(",") if "=" in part)
+    quota = next((q for q in gateway.list_resource_quotas()
+                  if q["metadata"]["name"] == name), None)
+    status = (quota or {}).get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    try:
+        return quota is not None and all(
+            quantity(used.get(k, 0)) + quantity(v) <= quantity(hard[k])
+            for k, v in requested.items() if k in hard)
+    except ValueError:
+        return False

@@ -120,6 +120,7 @@ class FakeGateway:
         self.replicasets: list[dict[str, Any]] = []
         self.endpoints: dict[str, set[str]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
+        self.quotas: list[dict[str, Any]] = []
         self.logs: dict[str, list[str]] = {}
         self.pod_answers: dict[str, str | HttpAnswer] = {}
         self.denied: set[tuple[str, str, str, str]] = set()
@@ -171,6 +172,9 @@ class FakeGateway:
 
     def list_events(self, object_name: str) -> list[dict[str, Any]]:
         return list(self.events.get(object_name, []))
+
+    def list_resource_quotas(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.quotas)
 
     def pod_logs(self, pod: str, container: str, *, tail_lines: int = 10,
                  previous: bool = False) -> list[str]:

@@ -439,3 +439,27 @@ def test_not_ready_reasons_name_each_pod_that_is_not_ready():
     assert not_ready_reasons([pod("a"), probing, gated, no_status, unknown]) == [
         "b: not Ready (probe failing)", "c: not Ready (ReadinessGatesNotReady)",
         "e: not Ready (probe failing)"]
+
+
+def test_a_quota_refusal_while_old_pods_free_room_is_not_counted_as_failing():
+    c, clock = check()
+    dep = deployment(conditions=[{"type": "ReplicaFailure", "status": "True",
+                                  "reason": "FailedCreate",
+                                  "message": "exceeded quota: pods, requested: pods=1"}])
+    for _ in range(4):
+        clock.now += 10
+        assert c.evaluate([], dep, quota_freeing=True)[0].phase is Phase.SUCCESSFUL
+    # once nothing frees room any more, it counts from zero
+    assert c.evaluate([], dep)[0].phase is Phase.RUNNING
+    clock.now += 10
+    assert c.evaluate([], dep)[0].phase is Phase.FAILED
+
+
+def test_freeing_room_excuses_only_quota_refusals():
+    c, clock = check()
+    dep = deployment(conditions=[{"type": "ReplicaFailure", "status": "True",
+                                  "reason": "FailedCreate",
+                                  "message": "admission webhook denied the request"}])
+    c.evaluate([], dep, quota_freeing=True)
+    clock.now += 10
+    assert c.evaluate([], dep, quota_freeing=True)[0].phase is Phase.FAILED

@@ -270,3 +270,32 @@ def test_the_http_mode_chooses_how_pods_are_asked(mode, via):
     options = VerifyOptions(http_mode=mode, url_template="https://{pod_ip}:8443/v",
                             path="/v")
     assert options.probe == ProbeOptions(via, "/v", "https://{pod_ip}:8443/v")
+
+
+def test_a_quota_refusal_is_passing_while_old_pods_terminate_or_the_quota_has_room():
+    from deployer.health.verifier import RolloutVerifier, quota_has_room
+    from tests.unit.fakes import FakeGateway, deployment, pod
+
+    message = ('pods "hello-x" is forbidden: exceeded quota: compute, requested: pods=1, '
+               'used: pods=4, limited: pods=4')
+    dep = deployment(conditions=[{"type": "ReplicaFailure", "status": "True",
+                                  "reason": "FailedCreate", "message": message}])
+    gw = FakeGateway(dep)
+    full = {"metadata": {"name": "compute"},
+            "status": {"hard": {"pods": "4"}, "used": {"pods": "4"}}}
+    gw.quotas = [full]
+    assert not quota_has_room(gw, message)
+    gw.quotas = [{**full, "status": {"hard": {"pods": "4"}, "used": {"pods": "3"}}}]
+    assert quota_has_room(gw, message)
+    gw.denied.add(("list", "", "resourcequotas", ""))
+    assert not quota_has_room(gw, message), "unreadable: not assumed to have room"
+
+    gw.denied.clear()
+    gw.quotas = [full]
+    verifier = RolloutVerifier(gw, "hello", "2.0.0", clock=lambda: 100.0, since=SINCE)
+    assert not verifier.quota_freeing(dep)
+    leaving = pod("hello-old")
+    leaving["metadata"]["labels"] = {"app": "hello", "track": "stable"}
+    leaving["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    gw.pods.append(leaving)
+    assert verifier.quota_freeing(dep)
