@@ -331,10 +331,12 @@ def _lock_options(ctx: typer.Context, force: bool, wait_for_lock: str | None) ->
     something starts here, so bad input in any of them is refused before the cluster is
     read."""
     from deployer.engine.context import outage_budget
+    from deployer.health.pods import pull_budget
     from deployer.lock import lease_seconds
 
     outage_budget()  # $DEPLOYER_API_OUTAGE_BUDGET
     lease_seconds()  # $DEPLOYER_LEASE_SECONDS
+    pull_budget()  # $DEPLOYER_IMAGE_PULL_BUDGET
     ctx.meta["force"] = force
     ctx.meta["wait_for_lock"] = (parse_duration(wait_for_lock, "--wait-for-lock")
                                  if wait_for_lock else 0.0)

@@ -24,11 +24,28 @@ from itertools import chain
 from typing import Any
 
 from deployer.model import Measurement, Phase, PodFailure
+from deployer.validation import seconds_from_env
 
 CHECK = "pod-failures"
 
-PULL_NOT_FOUND = ("not found", "failed to resolve reference", "pull access denied",
-                  "manifest unknown", "repository does not exist", "no such host")
+# An image pull that failed with one of these will fail again: final at once.
+PULL_NOT_FOUND = ("not found", "pull access denied", "manifest unknown",
+                  "repository does not exist", "no such host", "unauthorized",
+                  "authentication required", "denied")
+# One that failed with one of these may pass on the next try (the registry is busy or
+# slow): it gets a budget, PULL_BUDGET seconds by default ($DEPLOYER_IMAGE_PULL_BUDGET).
+PULL_TRANSIENT = ("429", "too many requests", "500 internal server error", "502 bad gateway",
+                  "503 service unavailable", "504 gateway timeout", "timeout", "timed out",
+                  "deadline exceeded", "connection reset")
+PULL_BUDGET = 60.0
+PULL_BUDGET_ENV = "DEPLOYER_IMAGE_PULL_BUDGET"
+
+
+def pull_budget() -> float:
+    """How long a transient image pull failure may last: $DEPLOYER_IMAGE_PULL_BUDGET
+    (seconds above 0), else PULL_BUDGET."""
+    return seconds_from_env(PULL_BUDGET_ENV, PULL_BUDGET, whole=False,
+                            error_id="invalid-image-pull-budget")
 
 Key = tuple[str, str | None, str]
 
@@ -48,6 +65,10 @@ class Final(Enum):
     AT_ONCE = "at once"
     PERSISTING = "once it has persisted for the rule's seconds"
     RESTARTING = "once the container has restarted crashloop_restarts times"
+    # an image pull: at once when the registry said the image is not there (or not
+    # ours), after the pull budget when it said something that may pass (429, 5xx, a
+    # timeout), else once it has persisted for the rule's seconds (0: at once)
+    PULL = "by what the registry answered"
     NEVER = "never"
 
 
@@ -79,8 +100,8 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("InvalidImageName", Seen.WAITING, Final.AT_ONCE),
     Rule("ErrImageNeverPull", Seen.WAITING, Final.AT_ONCE),
-    Rule("ImagePullBackOff", Seen.WAITING, Final.AT_ONCE),
-    Rule("ErrImagePull", Seen.WAITING, Final.PERSISTING, 10.0, at_once_if=PULL_NOT_FOUND),
+    Rule("ImagePullBackOff", Seen.WAITING, Final.PULL, at_once_if=PULL_NOT_FOUND),
+    Rule("ErrImagePull", Seen.WAITING, Final.PULL, 10.0, at_once_if=PULL_NOT_FOUND),
     Rule("CreateContainerConfigError", Seen.WAITING, Final.PERSISTING, 15.0),
     Rule("CreateContainerError", Seen.WAITING, Final.PERSISTING, 15.0),
     Rule("RunContainerError", Seen.WAITING, Final.PERSISTING, 15.0),
@@ -273,7 +294,11 @@ class PodFailureCheck:
 
     clock: Callable[[], float]
     crashloop_restarts: int = 1
+    pull_budget: float = field(default_factory=pull_budget)
     _first_seen: dict[Key, float] = field(default_factory=dict)
+    # the last ErrImagePull message of each pod's container: ImagePullBackOff says only
+    # "Back-off pulling image", the registry's answer is in the ErrImagePull before it
+    _pull_errors: dict[tuple[str, str | None], str] = field(default_factory=dict)
 
     def evaluate(self, pods: list[dict[str, Any]],
                  deployment: dict[str, Any] | None = None, *,
@@ -300,12 +325,39 @@ class PodFailureCheck:
         """Whether the observation is final; if it is not, what to report meanwhile."""
         if rule.final is Final.NEVER:
             return False, None
+        if rule.final is Final.PULL:
+            return self._judge_pull(rule, obs, memory)
         if rule.final is Final.AT_ONCE or rule.matches(obs.message):
             return True, None
         if rule.final is Final.RESTARTING:
             if int(obs.restarts) >= self.crashloop_restarts:
                 return True, None
             return False, obs.note(rule)
+        age = memory.age(obs.key(rule))
+        if age >= rule.seconds:
+            return True, None
+        return False, obs.note(rule, age)
+
+
+    def _judge_pull(self, rule: Rule, obs: Observation,
+                    memory: _Persistence) -> tuple[bool, str | None]:
+        where = (obs.pod, obs.container)
+        if obs.reason == "ErrImagePull":
+            self._pull_errors[where] = obs.message
+        answer = self._pull_errors.get(where, obs.message)
+        if rule.matches(answer):
+            return True, None
+        lowered = answer.lower()
+        if any(m in lowered for m in PULL_TRANSIENT):
+            # the same budget through ErrImagePull and ImagePullBackOff, which alternate
+            age = memory.age((obs.pod, obs.container, "image-pull"))
+            if age >= self.pull_budget:
+                return True, None
+            return False, (f"{obs.where}: image pull failing for {age:.0f}s, may pass "
+                           f"(retrying up to {self.pull_budget:.0f}s): "
+                           f"{answer[:SUMMARY_MESSAGE_MAX]}")
+        if not rule.seconds:
+            return True, None
         age = memory.age(obs.key(rule))
         if age >= rule.seconds:
             return True, None

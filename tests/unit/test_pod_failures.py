@@ -44,7 +44,7 @@ def test_err_image_pull_not_found_fails_at_once():
 
 def test_other_err_image_pull_must_persist():
     c, clock = check()
-    flaky = [pod("a", waiting="ErrImagePull", message="i/o timeout")]
+    flaky = [pod("a", waiting="ErrImagePull", message="connect: network is unreachable")]
     m, _ = c.evaluate(flaky)
     assert m.phase is Phase.RUNNING
     clock.now += 11
@@ -263,7 +263,7 @@ def test_replica_failure_that_clears_resets_its_clock():
 
 def test_err_image_pull_without_a_not_found_message_is_final_after_ten_seconds():
     c, clock = check()
-    flaky = [pod("a", waiting="ErrImagePull", message="dial tcp: i/o timeout")]
+    flaky = [pod("a", waiting="ErrImagePull", message="dial tcp: connect: network is unreachable")]
     m, failures = c.evaluate(flaky)
     assert (m.phase, m.message, failures) == (Phase.RUNNING, "a/hello ErrImagePull for 0s", [])
     clock.now += 9.4
@@ -271,13 +271,15 @@ def test_err_image_pull_without_a_not_found_message_is_final_after_ten_seconds()
     clock.now += 0.6
     m, failures = c.evaluate(flaky)
     assert m.phase is Phase.FAILED
-    assert (failures[0].reason, failures[0].message) == ("ErrImagePull", "dial tcp: i/o timeout")
+    assert (failures[0].reason, failures[0].message) == (
+        "ErrImagePull", "dial tcp: connect: network is unreachable")
 
 
 def test_every_not_found_wording_makes_err_image_pull_final_at_once():
-    for message in ("manifest unknown", "Failed to resolve reference", "pull access denied",
+    for message in ("manifest unknown", "pull access denied",
                     "repository does not exist", "dial tcp: lookup r.io: no such host",
-                    "docker.io/hello:v9: NOT FOUND"):
+                    "docker.io/hello:v9: NOT FOUND", "401 Unauthorized",
+                    "denied: requested access to the resource is denied"):
         c, _ = check()
         m, _ = c.evaluate([pod("a", waiting="ErrImagePull", message=message)])
         assert m.phase is Phase.FAILED, message
@@ -285,7 +287,7 @@ def test_every_not_found_wording_makes_err_image_pull_final_at_once():
 
 def test_a_final_err_image_pull_does_not_keep_the_persisting_clock_running():
     c, clock = check()
-    timeout = [pod("a", waiting="ErrImagePull", message="i/o timeout")]
+    timeout = [pod("a", waiting="ErrImagePull", message="network is unreachable")]
     c.evaluate(timeout)
     clock.now += 5
     assert c.evaluate([pod("a", waiting="ErrImagePull", message="not found")])[0].phase \
@@ -379,7 +381,7 @@ def test_pending_reasons_are_all_reported():
     c, _ = check()
     m, _ = c.evaluate([pod("a", unschedulable="no room"),
                        pod("b", waiting="CrashLoopBackOff", restarts=0, exit_code=1),
-                       pod("c", waiting="ErrImagePull", message="timeout")])
+                       pod("c", waiting="ErrImagePull", message="network is unreachable")])
     assert m.message == ("a unschedulable for 0s; b/hello crashed once (exit 1); "
                          "c/hello ErrImagePull for 0s")
 
@@ -463,3 +465,46 @@ def test_freeing_room_excuses_only_quota_refusals():
     c.evaluate([], dep, quota_freeing=True)
     clock.now += 10
     assert c.evaluate([], dep, quota_freeing=True)[0].phase is Phase.FAILED
+
+
+TOO_MANY = ('failed to pull and unpack image "10.200.0.1:5001/hello:v2": failed to resolve '
+            'reference "10.200.0.1:5001/hello:v2": unexpected status from HEAD request to '
+            'http://10.200.0.1:5001/v2/hello/manifests/v2: 429 Too Many Requests')
+
+
+@pytest.mark.parametrize("answer", [TOO_MANY, "503 Service Unavailable", "i/o timeout",
+                                    "context deadline exceeded", "read: connection reset"])
+def test_a_registry_error_that_may_pass_gets_the_pull_budget(answer):
+    c, clock = check()
+    c.pull_budget = 60.0
+    pulling = [pod("a", waiting="ErrImagePull", message=answer)]
+    backing_off = [pod("a", waiting="ImagePullBackOff",
+                       message='Back-off pulling image "10.200.0.1:5001/hello:v2"')]
+    m, _ = c.evaluate(pulling)
+    assert m.phase is Phase.RUNNING and "may pass (retrying up to 60s)" in m.message
+    for _ in range(5):  # the kubelet alternates the two while it retries
+        clock.now += 10
+        assert c.evaluate(backing_off)[0].phase is Phase.RUNNING
+        clock.now += 1
+        assert c.evaluate(pulling)[0].phase is Phase.RUNNING
+    clock.now += 5
+    m, failures = c.evaluate(backing_off)
+    assert m.phase is Phase.FAILED and failures[0].reason == "ImagePullBackOff"
+
+
+def test_a_back_off_after_a_not_found_answer_is_final_at_once():
+    c, _ = check()
+    c.evaluate([pod("a", waiting="ErrImagePull", message="unauthorized: authentication required")])
+    m, _ = c.evaluate([pod("a", waiting="ImagePullBackOff", message="Back-off pulling image")])
+    assert m.phase is Phase.FAILED
+
+
+def test_the_pull_budget_comes_from_the_environment_and_is_checked(monkeypatch):
+    from deployer.errors import InvalidInput
+    from deployer.health.pods import pull_budget
+
+    monkeypatch.setenv("DEPLOYER_IMAGE_PULL_BUDGET", "120")
+    assert pull_budget() == 120.0
+    monkeypatch.setenv("DEPLOYER_IMAGE_PULL_BUDGET", "soon")
+    with pytest.raises(InvalidInput, match="DEPLOYER_IMAGE_PULL_BUDGET"):
+        pull_budget()
