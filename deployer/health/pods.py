@@ -302,7 +302,9 @@ class PodFailureCheck:
 
     def evaluate(self, pods: list[dict[str, Any]],
                  deployment: dict[str, Any] | None = None, *,
-                 quota_freeing: bool = False) -> tuple[Measurement, list[PodFailure]]:
+                 quota_freeing: bool = False,
+                 scaling_up: frozenset[str] = frozenset()) -> tuple[Measurement,
+                                                                   list[PodFailure]]:
         memory = _Persistence(self._first_seen, self.clock())
         failures: list[PodFailure] = []
         pending: list[str] = []
@@ -311,6 +313,12 @@ class PodFailureCheck:
         for obs in observations:
             rule = rule_for(obs.seen, obs.reason)
             if rule is None:
+                continue
+            if obs.seen is Seen.UNSCHEDULED and obs.pod in scaling_up:
+                # a cluster autoscaler is adding a node for it: the progress deadline
+                # bounds the wait, not the rule's seconds
+                pending.append(f"{obs.pod} unschedulable, the cluster autoscaler is adding "
+                               "a node (TriggeredScaleUp)")
                 continue
             final, note = self._judge(rule, obs, memory)
             if final:
@@ -362,6 +370,12 @@ class PodFailureCheck:
         if age >= rule.seconds:
             return True, None
         return False, obs.note(rule, age)
+
+
+def unscheduled(pods: list[dict[str, Any]]) -> list[str]:
+    """Names of the pods the scheduler could not place (yet)."""
+    return [p["metadata"]["name"] for p in pods
+            if any(o.seen is Seen.UNSCHEDULED for o in pod_observations(p))]
 
 
 def not_ready_reasons(pods: list[dict[str, Any]]) -> list[str]:

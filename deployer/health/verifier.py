@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
-from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck
+from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck, unscheduled
 from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
 from deployer.rollout import rollout_status
 from deployer.validation import quantity
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
+
+SCALE_UP_LOOKUPS = 3  # unschedulable pods whose events are read, per evaluation
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,13 @@ class RolloutVerifier:
         pods = self.gateway.list_pods(f"{selector},pod-template-hash={hash_}")
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
+    def scaling_up(self, pods: list[dict[str, Any]]) -> frozenset[str]:
+        """The unschedulable pods a cluster autoscaler is adding a node for (its
+        TriggeredScaleUp event on the pod); read only while some pod is unschedulable."""
+        return frozenset(name for name in unscheduled(pods)[:SCALE_UP_LOOKUPS]
+                         if any(e.get("reason") == "TriggeredScaleUp"
+                                for e in self.gateway.list_events(name)))
+
     def quota_freeing(self, deployment: dict[str, Any]) -> bool:
         """Whether a quota refusal is passing: the app's own old pods are still terminating
         (the quota counts them until they are gone), or the quota has room again and the
@@ -153,7 +162,8 @@ class RolloutVerifier:
         observed = rollout.message.startswith("waiting for the controller")
         pods = [] if observed else (self.new_pods(dep) or [])
         pod_m, failures = self.pod_check.evaluate(pods, dep,
-                                                  quota_freeing=self.quota_freeing(dep))
+                                                  quota_freeing=self.quota_freeing(dep),
+                                                  scaling_up=self.scaling_up(pods))
         measurements.append(pod_m)
         names = tuple(p["metadata"]["name"] for p in pods)
         if failures:

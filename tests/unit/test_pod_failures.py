@@ -508,3 +508,15 @@ def test_the_pull_budget_comes_from_the_environment_and_is_checked(monkeypatch):
     monkeypatch.setenv("DEPLOYER_IMAGE_PULL_BUDGET", "soon")
     with pytest.raises(InvalidInput, match="DEPLOYER_IMAGE_PULL_BUDGET"):
         pull_budget()
+
+
+def test_unschedulable_waits_while_a_cluster_autoscaler_adds_a_node():
+    c, clock = check()
+    waiting = [pod("a", unschedulable="0/1 nodes are available: 1 Insufficient cpu.")]
+    clock.now += 30
+    m, failures = c.evaluate(waiting, scaling_up=frozenset({"a"}))
+    assert m.phase is Phase.RUNNING and failures == []
+    assert "the cluster autoscaler is adding a node (TriggeredScaleUp)" in m.message
+    c.evaluate(waiting)
+    clock.now += 10
+    assert c.evaluate(waiting)[0].phase is Phase.FAILED, "without a scale-up: 10 s, as before"

@@ -299,3 +299,13 @@ def test_a_quota_refusal_is_passing_while_old_pods_terminate_or_the_quota_has_ro
     leaving["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
     gw.pods.append(leaving)
     assert verifier.quota_freeing(dep)
+
+
+def test_the_verifier_reads_scale_up_events_of_unschedulable_pods_only():
+    from tests.unit.fakes import FakeGateway, deployment, pod
+
+    gw = FakeGateway(deployment())
+    gw.events["a"] = [{"reason": "TriggeredScaleUp", "message": "pod triggered scale-up"}]
+    gw.events["b"] = [{"reason": "FailedScheduling", "message": "no room"}]
+    pods = [pod("a", unschedulable="no room"), pod("b", unschedulable="no room"), pod("c")]
+    assert verifier(gw).scaling_up(pods) == frozenset({"a"})
