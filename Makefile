@@ -59,7 +59,7 @@ test: test-unit lab-up ## all tests: unit (with coverage), then end-to-end on th
 	$(E2E)
 
 test-unit: install ## unit tests only (no cluster), with line coverage per module
-	$(VENV)/bin/coverage run -m pytest tests/unit
+	$(VENV)/bin/coverage run -m pytest --timeout 60 tests/unit  # no unit test waits for real
 	$(VENV)/bin/coverage report --include='deployer/*,strategies/*' --skip-covered --sort=cover
 	@fail=0; for m in $(COVERAGE_GATED); do \
 	  $(VENV)/bin/coverage report --include=$$m --fail-under=$(COVERAGE_MIN) >/dev/null || \

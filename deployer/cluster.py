@@ -65,12 +65,14 @@ REQUEST_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds for every API call
 POD_PROXY_TIMEOUT = 5.0  # seconds a pod may take to answer through the pod proxy
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
-# The API paths deployer uses; each is served by every Kubernetes from 1.20 on.
+# The API paths deployer uses; each is served by every Kubernetes from 1.20 on (the
+# EndpointSlice version is chosen at run time: see Gateway._slices_path).
 _CORE = "/api/v1/namespaces/{namespace}"
 PODS = f"{_CORE}/pods"
 POD_LOG = f"{_CORE}/pods/{{name}}/log"
 SERVICE = f"{_CORE}/services/{{name}}"
 ENDPOINTS = f"{_CORE}/endpoints/{{name}}"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on each EndpointSlice of a Service
 EVENTS = f"{_CORE}/events"
 RESOURCE_QUOTAS = f"{_CORE}/resourcequotas"
 CONFIGMAPS = f"{_CORE}/configmaps"
@@ -244,6 +246,7 @@ class Gateway:
         self.budget = budget or RetryBudget()
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
         self._http: httpx.Client | None = None
+        self._slices: str | None = None  # the EndpointSlice path, once discovered ("": none)
 
     # ----------------------------------------------------------------- plumbing
 
@@ -367,8 +370,39 @@ class Gateway:
         except NotFound:
             return None
 
+    def _slices_path(self) -> str | None:
+        """The EndpointSlice collection this server serves: discovery.k8s.io/v1 from 1.21,
+        v1beta1 before (the lab's 1.20); None when neither is (or discovery fails)."""
+        if self._slices is None:
+            try:
+                group = self._call("reading API group discovery.k8s.io", "GET",
+                                   "/apis/discovery.k8s.io")
+                served = {v.get("version") for v in (group or {}).get("versions") or []}
+            except (NotFound, NotAuthorised):
+                served = set()
+            version = next((v for v in ("v1", "v1beta1") if v in served), "")
+            self._slices = (f"/apis/discovery.k8s.io/{version}/namespaces/{{namespace}}/"
+                            "endpointslices") if version else ""
+        return self._slices or None
+
     def endpoint_addresses(self, service: str) -> set[str]:
-        """Ready addresses of a Service's Endpoints (core/v1, served by every version)."""
+        """Ready addresses of a Service: the union of its EndpointSlices (what kube-proxy
+        reads: every IP family, past 1000 addresses), an endpoint counting as ready unless
+        its ``ready`` condition says false. core/v1 Endpoints only where slices are not
+        served or may not be read."""
+        path = self._slices_path()
+        if path is not None:
+            try:
+                out = self._call(f"listing endpointslices of {service}", "GET", path,
+                                 params=self._ns(),
+                                 query={"labelSelector": f"{SERVICE_NAME_LABEL}={service}"})
+            except NotAuthorised:
+                self._slices = ""  # not granted: Endpoints from now on
+            else:
+                return {address for item in out.get("items") or []
+                        for ep in item.get("endpoints") or []
+                        if (ep.get("conditions") or {}).get("ready") is not False
+                        for address in ep.get("addresses") or []}
         try:
             ep = self._call(f"reading endpoints {service}", "GET", ENDPOINTS,
                             params=self._ns(name=service))
@@ -553,14 +587,18 @@ class Gateway:
     # ------------------------------------------------------------------ watches
 
     def changes(self, *, deployment: str | None = None,
-                pod_selector: str | None = None) -> ChangeFeed:
-        """Start watching a Deployment and/or pods; ``feed.wait(t)`` wakes on any change."""
+                pod_selector: str | None = None, service: str | None = None) -> ChangeFeed:
+        """Start watching a Deployment, pods and/or a Service's EndpointSlices;
+        ``feed.wait(t)`` wakes on any change."""
         sources: list[tuple[str, str, dict[str, Any]]] = []
         if deployment:
             sources.append(("deployment", DEPLOYMENTS,
                             {"fieldSelector": f"metadata.name={deployment}"}))
         if pod_selector:
             sources.append(("pods", PODS, {"labelSelector": pod_selector}))
+        if service and (path := self._slices_path()) is not None:
+            sources.append(("endpointslices", path,
+                            {"labelSelector": f"{SERVICE_NAME_LABEL}={service}"}))
         return ChangeFeed(self, sources)
 
 

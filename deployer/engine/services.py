@@ -124,9 +124,10 @@ def await_endpoints(ctx: StepContext, step: SetServiceSelector) -> str | None:
             return None
         return f"service endpoints {len(have)}, selected Ready pods {len(wanted)}"
 
-    ctx.wait_until(pending, deadline=ctx.clock() + ENDPOINTS_BUDGET,
-                   failure=lambda: f"service {step.service}'s endpoints did not follow the "
-                                   f"new selector within {ENDPOINTS_BUDGET:.0f}s")
+    with ctx.gateway.changes(service=step.service, pod_selector=labels) as feed:
+        ctx.wait_until(pending, deadline=ctx.clock() + ENDPOINTS_BUDGET, feed=feed,
+                       failure=lambda: f"service {step.service}'s endpoints did not follow "
+                                       f"the new selector within {ENDPOINTS_BUDGET:.0f}s")
     let_kube_proxy_follow(ctx)
     return f"endpoints are the {len(have)} selected pods"
 
@@ -142,9 +143,10 @@ def endpoints_without(ctx: StepContext, service: str, addresses: set[str],
         return f"{len(left)} terminating pods still endpoints of service {service}" \
             if left else None
 
-    ctx.wait_until(pending, deadline=deadline,
-                   failure=lambda: f"service {service} still sends traffic to "
-                                   f"{', '.join(sorted(left))}")
+    with ctx.gateway.changes(service=service) as feed:
+        ctx.wait_until(pending, deadline=deadline, feed=feed,
+                       failure=lambda: f"service {service} still sends traffic to "
+                                       f"{', '.join(sorted(left))}")
     if addresses:
         let_kube_proxy_follow(ctx)
 

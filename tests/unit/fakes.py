@@ -77,14 +77,19 @@ def answer(version: str) -> HttpAnswer:
 
 
 class FakeFeed:
-    """A watch that wakes at once, after letting the fake cluster move on."""
+    """A watch that lets the fake cluster move on, then wakes. With ``tick`` (a fake
+    clock's), the wait's time passes too, so a wait on a feed reaches its deadline."""
 
-    def __init__(self, on_wait: Callable[[], None]):
+    def __init__(self, on_wait: Callable[[], None],
+                 tick: Callable[[float], None] | None = None):
         self.on_wait = on_wait
+        self.tick = tick
         self.closed = False
 
     def wait(self, timeout: float) -> bool:
         self.on_wait()
+        if self.tick is not None:
+            self.tick(timeout)
         return True
 
     def close(self) -> None:
@@ -127,6 +132,7 @@ class FakeGateway:
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.conflicts_left = 0
         self.advance: Callable[[], None] = lambda: None
+        self.feed_tick: Callable[[float], None] | None = None  # what a feed's wait passes
         self.namespace_is: bool | None = True  # what namespace_exists answers
 
     # ------------------------------------------------------------ helpers
@@ -287,8 +293,8 @@ class FakeGateway:
 
     # ------------------------------------------------------------ watches
     def changes(self, *, deployment: str | None = None,
-                pod_selector: str | None = None) -> FakeFeed:
-        return FakeFeed(self.advance)
+                pod_selector: str | None = None, service: str | None = None) -> FakeFeed:
+        return FakeFeed(self.advance, self.feed_tick)
 
     # ------------------------------------------------------------ test views
     def deployment_writes(self) -> list[dict[str, Any]]:

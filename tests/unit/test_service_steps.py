@@ -183,6 +183,7 @@ def test_endpoints_that_do_not_follow_the_new_selector_fail_the_switch():
     controller.tick()
     controller.endpoints_frozen = True  # the endpoints controller is stuck on blue
     engine = make_engine(gw, clock)
+    gw.feed_tick = clock.tick  # the watch wakes at each wait's end: time passes
     with pytest.raises(StepFailed) as exc:
         engine.execute(SetServiceSelector("hello", GREEN))
     assert exc.value.message == (f"service hello's endpoints did not follow the new selector "
@@ -195,6 +196,7 @@ def test_a_switch_to_pods_none_of_which_is_ready_never_counts_as_followed():
     gw, controller, clock = blue_green(green_ready=False)
     controller.tick()
     engine = make_engine(gw, clock)
+    gw.feed_tick = clock.tick  # the watch wakes at each wait's end: time passes
     with pytest.raises(StepFailed, match="did not follow the new selector"):
         engine.execute(SetServiceSelector("hello", GREEN))
     assert gw.endpoint_addresses("hello") == set()
