@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 CLIENTS = f"{CLIENT_ADDRESSES[0]}-{CLIENT_ADDRESSES[-1]}"
 STABLE = {"app": "hello", "track": "stable"}
 GREEN = {"app": "hello", "track": "green"}
+APP_ONLY = {"app": "hello"}  # the demo Service's own selector, put back by a rollback
 
 
 def service_versions(kube, namespace) -> set[str]:
@@ -63,7 +64,7 @@ def test_blue_green_to_a_missing_image_never_switches(namespace, deploy_hello, k
                           "v9", "--keep-old", "0s", "--client-addresses", CLIENTS)
 
     assert result.code == 1, result
-    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == APP_ONLY
     assert set(poller.answers) == {"1.0.0"} and poller.failed == 0
     assert service_versions(kube, namespace) == {"1.0.0"}
     green = kube.apps.read_namespaced_deployment("hello-green", namespace)
@@ -80,7 +81,7 @@ def test_rollback_after_blue_green_switches_back_to_a_ready_blue(namespace, depl
     result = deployer(namespace, "-o", "json", "rollback", "--app", "hello")
 
     assert result.code == 0, result
-    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == APP_ONLY
     assert service_versions(kube, namespace) == {"1.0.0"}
     steps = [s["step"] for s in result.report["steps"]]
     scale_up = steps.index("scale hello to 3")
@@ -133,7 +134,7 @@ def test_a_long_window_outlives_the_run_and_rollback_in_it_switches_back_at_once
 
     assert back.code == 0, back
     assert back.seconds < 20, "blue is still up: switching back needs no new pods"
-    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == APP_ONLY
     assert service_versions(kube, namespace) == {"1.0.0"}
     assert poller.failed == 0
     assert kube.apps.read_namespaced_deployment("hello-green", namespace).spec.replicas == 0
@@ -151,7 +152,7 @@ def test_rollback_in_a_watched_window_takes_over_without_force(namespace, deploy
 
     assert back.code == 0, back
     assert any("in its rollback window" in n for n in back.report["notes"]), back.report
-    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == STABLE
+    assert kube.core.read_namespaced_service("hello", namespace).spec.selector == APP_ONLY
     assert service_versions(kube, namespace) == {"1.0.0"}
     assert first.code == 4, first
     assert "stopped before writing" in first.stderr
