@@ -224,7 +224,7 @@ def test_sigkill_at_each_blue_green_step_then_rollback_restores_blue(namespace, 
 
         assert result.code == 0, result
         svc = kube.core.read_namespaced_service("hello", namespace)
-        assert svc.spec.selector == {"app": "hello", "track": "stable"}
+        assert svc.spec.selector == {"app": "hello"}, "the Service as it was before the run"
         assert {version_via_service(namespace, "hello", ip, kube=kube)
                 for ip in CLIENT_ADDRESSES} == {"1.0.0"}
     assert traffic.failed == 0, f"failed during kill + rollback: {traffic.errors}"
