@@ -110,6 +110,11 @@ def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
     revision = int(annotations.get(REVISION_ANNOTATION, "0") or 0)
     others = {d["metadata"]["name"]: d for d in gateway.list_deployments(f"app={app}")
               if d["metadata"]["name"] != app}
+    # deployer's own sides by name too: a Deployment without an app label on itself (its
+    # pods may have one) gives its copies none either
+    for name in (f"{app}-green", f"{app}-canary"):
+        if name not in others and (side := gateway.get_deployment(name)) is not None:
+            others[name] = side
     versions: dict[str, str] = {}
     if measure_version:
         for d in (dep, *others.values()):

@@ -129,3 +129,15 @@ def test_rolling_and_recreate_after_a_blue_green_change_the_live_side():
     assert RollingStrategy().is_current(after_blue_green(), v2), "users get v2 already"
     assert not RollingStrategy().is_current(after_blue_green(),
                                             Target(parse_image("hello:v1"), "1.0.0"))
+
+
+def test_the_apps_own_sides_are_found_by_name_without_an_app_label_on_them():
+    from deployer.snapshot import read_app
+    from tests.unit.fakes import FakeGateway
+
+    green = deployment("hello-green", "hello:v2")
+    green["spec"]["template"]["spec"]["containers"][0]["name"] = "hello"
+    gw = FakeGateway(deployment(), green)  # neither Deployment carries labels itself
+    assert "labels" not in gw.deployments["hello-green"]["metadata"]
+    state = read_app(gw, "hello", measure_version=False)
+    assert set(state.others) == {"hello-green"}
