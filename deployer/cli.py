@@ -529,11 +529,9 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         if current is not None:
             template_hash = ((current.template.get("metadata") or {}).get("labels") or {}).get(
                 "pod-template-hash")
-        live = state.live()  # the release goes from what the Service routes to now
-        from_image, from_version = (live[0][1], live[0][2]) if len(live) == 1 else (
-            str(state.image), state.version)
-        record = RunRecord(strategy_name, app_name, from_image, str(target_image),
-                           from_version, target.expected_version, state.revision, template_hash,
+        live = state.on_live_side()  # the release goes from what the Service routes to now
+        record = RunRecord(strategy_name, app_name, str(live.image), str(target_image),
+                           live.version, target.expected_version, state.revision, template_hash,
                            who=target.who or who_am_i(), reason=reason,
                            settings=recorded.snapshot(options, checks),
                            container=state.container)

@@ -7,7 +7,7 @@ from typing import Any
 
 from deployer.engine.context import StepContext, must_exist
 from deployer.engine.outage import Outage
-from deployer.engine.services import endpoints_without
+from deployer.engine.services import STOP_BUDGET, await_pods_stopped, endpoints_without
 from deployer.errors import ClusterUnreachable, Conflict, StepFailed
 from deployer.health.pods import not_ready_reasons
 from deployer.health.verifier import Evaluation, RolloutVerifier, selector_of
@@ -28,7 +28,6 @@ from deployer.weights import split
 from deployer.writes import conditional_write
 
 K8sObject = dict[str, Any]
-STOP_BUDGET = 120.0  # seconds a deleted Deployment's pods may take to stop
 
 
 def read(ctx: StepContext, name: str) -> K8sObject:
@@ -162,22 +161,8 @@ def delete(ctx: StepContext, step: DeleteDeployment) -> str | None:
         return "already gone"
     if dep["spec"].get("replicas"):
         scale(ctx, ScaleDeployment(step.deployment, 0))
-    selector = selector_of(dep)
     deadline = ctx.clock() + STOP_BUDGET
-    addresses: set[str] = set()
-    running: list[K8sObject] = []
-
-    def pods_running() -> str | None:
-        nonlocal running
-        listed = ctx.gateway.list_pods(selector)
-        addresses.update(ip for p in listed if (ip := (p.get("status") or {}).get("podIP")))
-        running = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
-        return f"{len(running)} pods of {step.deployment} still running" if running else None
-
-    with ctx.gateway.changes(pod_selector=selector) as feed:
-        ctx.wait_until(pods_running, deadline=deadline, interval=ctx.settings.poll_interval,
-                       feed=feed,
-                       failure=lambda: f"{len(running)} pods of {step.deployment} did not stop")
+    addresses = await_pods_stopped(ctx, dep, deadline)
     if step.service:
         endpoints_without(ctx, step.service, addresses, deadline)
     ctx.gateway.delete_deployment(step.deployment)

@@ -14,7 +14,7 @@ K8sObject = dict[str, Any]
 KUBE_PROXY_SYNC = 2.0
 SWITCH_READY_BUDGET = 30.0  # seconds the side to switch to may take to be fully available
 ENDPOINTS_BUDGET = 60.0  # seconds the endpoints may take to follow a new selector
-STOP_BUDGET = 90.0  # seconds pods may take to stop (their grace period and preStop)
+STOP_BUDGET = 120.0  # seconds stopping pods may take (their grace period and preStop)
 
 
 def read(ctx: StepContext, name: str) -> K8sObject:
@@ -51,8 +51,8 @@ def affinity(ctx: StepContext, step: SetServiceAffinity) -> str | None:
 def selector(ctx: StepContext, step: SetServiceSelector) -> str | None:
     if step.require_ready:
         await_ready_to_switch(ctx, step, str(step.require_ready))
-    if step.after_gone:
-        await_pods_stopped(ctx, step.after_gone)
+    if step.after_gone and (gone := ctx.gateway.get_deployment(step.after_gone)) is not None:
+        await_pods_stopped(ctx, gone, ctx.clock() + STOP_BUDGET)
 
     def spec(svc: K8sObject) -> K8sObject | None:
         current = svc["spec"].get("selector") or {}
@@ -91,23 +91,25 @@ def await_ready_to_switch(ctx: StepContext, step: SetServiceSelector, name: str)
                                    "available and rolled out")
 
 
-def await_pods_stopped(ctx: StepContext, name: str) -> None:
-    """Wait until no pod of Deployment ``name`` runs any more (terminating ones have left
-    every Service's endpoints already)."""
-    dep = ctx.gateway.get_deployment(name)
-    if dep is None:
-        return
+def await_pods_stopped(ctx: StepContext, dep: K8sObject, deadline: float) -> set[str]:
+    """Wait until no pod of Deployment ``dep`` runs any more (a terminating one has left
+    every Service's endpoints already); returns the pod IPs seen meanwhile."""
+    name = dep["metadata"]["name"]
     selector = selector_of(dep)
+    addresses: set[str] = set()
     running: list[K8sObject] = []
 
     def pending() -> str | None:
         nonlocal running
-        running = [p for p in ctx.gateway.list_pods(selector)
-                   if not p["metadata"].get("deletionTimestamp")]
+        listed = ctx.gateway.list_pods(selector)
+        addresses.update(ip for p in listed if (ip := (p.get("status") or {}).get("podIP")))
+        running = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
         return f"{len(running)} pods of {name} still running" if running else None
 
-    ctx.wait_until(pending, deadline=ctx.clock() + STOP_BUDGET,
-                   failure=lambda: f"{len(running)} pods of {name} did not stop")
+    with ctx.gateway.changes(pod_selector=selector) as feed:
+        ctx.wait_until(pending, deadline=deadline, interval=ctx.settings.poll_interval,
+                       feed=feed, failure=lambda: f"{len(running)} pods of {name} did not stop")
+    return addresses
 
 
 def await_endpoints(ctx: StepContext, step: SetServiceSelector) -> str | None:

@@ -235,8 +235,9 @@ def test_widening_back_waits_until_the_other_sides_pods_have_stopped():
 
     class Watching(FakeGateway):
         def patch_service(self, name, patch, *, resource_version=None):
-            green_at_patch.append(len([p for p in self.pods
-                                       if p["metadata"]["labels"].get("color") == "green"]))
+            green_at_patch.append(len([p for p in self.pods  # running: not terminating
+                                       if p["metadata"]["labels"].get("color") == "green"
+                                       and not p["metadata"].get("deletionTimestamp")]))
             return super().patch_service(name, patch, resource_version=resource_version)
 
     gw = Watching(relabel(deployment("hello-blue"), **BLUE),
@@ -254,8 +255,9 @@ def test_widening_back_waits_until_the_other_sides_pods_have_stopped():
         controller.tick()
 
     gw.advance = clock.on_sleep = tick
-    make_engine(gw, clock).execute(SetServiceSelector("hello", {"app": "hello"},
-                                                      after_gone="hello-green"))
+    engine = make_engine(gw, clock)
+    gw.feed_tick = clock.tick  # the pods are watched: each wait's time passes
+    engine.execute(SetServiceSelector("hello", {"app": "hello"}, after_gone="hello-green"))
     assert green_at_patch == [0]
     assert clock() >= 1004
     assert gw.services["hello"]["spec"]["selector"] == {"app": "hello"}
