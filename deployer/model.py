@@ -408,7 +408,7 @@ class KeepOld(Step):
             return (f"keep {self.old_deployment} up for {self.seconds:.0f}s, watching "
                     f"{self.new_deployment} (a failure switches back at once)")
         return (f"keep {self.old_deployment} up for {self.seconds:.0f}s after the run "
-                "(the next deployer command for the app scales it down then)")
+                "(the next deploy, promote or abort of the app scales it down then)")
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def render(data: dict[str, Any]) -> str:
         if side:
             until = parse(side.get("until")) or 0.0
             when = (f"until {side.get('until')}" if until > time.time() else
-                    f"expired at {side.get('until')}: the next deployer command for the app "
+                    f"expired at {side.get('until')}: the next deploy, promote or abort of the app "
                     "scales it down")
             lines.append(f"  rollback window: {side.get('deployment')} kept up {when} "
                          "(deployer rollback switches back to it, deployer promote ends it)")

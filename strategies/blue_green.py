@@ -184,8 +184,8 @@ class BlueGreenStrategy:
             window = (f"stays up {keep:.0f}s after the run ends (longer than the "
                       f"{FOREGROUND_WINDOW:.0f}s a run waits for); `deployer rollback` in "
                       "that window switches back at once, `deployer promote` ends it, and "
-                      "the next deployer command for the app after it scales the old side "
-                      "down")
+                      "the next deploy, promote or abort of the app after it scales the old "
+                      "side down")
         notes.append(f"the switch happens only after {new_name} is verified; the old side "
                      f"{window}")
         return Plan(self.name, state.app, tuple(steps), rollback,

@@ -35,7 +35,7 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
         ctx.results.old_side = {"deployment": step.old_deployment, "service": step.service,
                                 "until": iso(until)}
         return (f"{step.old_deployment} stays up until {iso(until)} as the rollback window; "
-                "the next deployer command for the app after that scales it down")
+                "the next deploy, promote or abort of the app after that scales it down")
     window = min(step.seconds, ctx.settings.deadline - WINDOW_MARGIN - ctx.clock())
     live = VerifyTraffic(step.service, step.new_deployment, step.new_version, None,
                          step.old_version, 1.0, duration=max(window, 0.0))
