@@ -13,6 +13,11 @@ TICK = 5.0  # seconds between "still waiting" lines
 # Of --timeout, what a foreground window leaves for scaling the old side down: the window
 # is cut short rather than run past the deadline that bounds the whole run.
 WINDOW_MARGIN = 15.0
+# Clients that call the Service in each round of a watched window. The switch's own check
+# already met every client address; in the window, where every client must get the new
+# version, a few dozen notice a side that stops serving it, at a fifth of the load on the
+# user's app (5 requests each, every 3 s, for the whole window).
+WINDOW_CLIENTS = 40
 
 
 def hold(ctx: StepContext, step: Hold) -> str | None:
@@ -38,7 +43,8 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
                 "the next deploy, promote or abort of the app after that scales it down")
     window = min(step.seconds, ctx.settings.deadline - WINDOW_MARGIN - ctx.clock())
     live = VerifyTraffic(step.service, step.new_deployment, step.new_version, None,
-                         step.old_version, 1.0, duration=max(window, 0.0))
+                         step.old_version, 1.0, duration=max(window, 0.0),
+                         fresh_clients=(0, WINDOW_CLIENTS))
     try:
         note = traffic.verify(ctx, live, before_round=ctx.confirm)
     except StepFailed as exc:

@@ -19,9 +19,10 @@ from collections.abc import Iterator
 import certifi
 import pytest
 
+from deployer.engine.holds import WINDOW_CLIENTS
 from deployer.engine.traffic import ROUND_INTERVAL
 from deployer.errors import ClusterUnreachable, StepFailed
-from deployer.model import HttpAnswer, Phase, VerifyTraffic
+from deployer.model import HttpAnswer, KeepOld, Phase, VerifyTraffic
 from tests.unit.fakes import FakeGateway, deployment, service
 from tests.unit.harness import Clock, Controller, err_text, make_engine, relabel
 
@@ -399,3 +400,29 @@ def test_the_analysis_rides_out_a_short_api_outage():
     assert note(engine).startswith("1 round(s) passed")
     assert clock.sleeps == [2.0, 2.0]
     assert "the API server does not answer (2s so far)" in err_text(engine)
+
+
+# ------------------------------------------------------------------ blue-green's window
+
+
+def switched_cluster(port: int) -> tuple[FakeGateway, Clock]:
+    gw = FakeGateway(deployment("hello"),
+                     relabel(deployment("hello-green", "hello:v2"), app="hello", track="green"))
+    gw.services["hello"] = service("hello", {"app": "hello", "track": "green"},
+                                   cluster_ip="127.0.0.1", ports=[{"name": "http", "port": port}])
+    clock = Clock()
+    Controller(gw, VERSIONS, clock=clock).tick()
+    return gw, clock
+
+
+def test_a_watched_window_asks_its_first_clients_each_round_not_all_of_them(cluster_ip):
+    gw, clock = switched_cluster(cluster_ip.port)
+    addresses = clients(120)
+    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:WINDOW_CLIENTS]}  # the rest get 1.0.0
+    engine = make_engine(gw, clock, client_addresses=addresses)
+    engine.execute(KeepOld("hello", "hello-green", "2.0.0", "hello", "1.0.0", 6))
+    assert f"each of {WINDOW_CLIENTS} clients stayed on one version" in note(engine)
+
+    cluster_ip.pinned[addresses[WINDOW_CLIENTS - 1]] = "1.0.0"  # one asked client moved back
+    with pytest.raises(StepFailed, match="failed in the rollback window"):
+        engine.execute(KeepOld("hello", "hello-green", "2.0.0", "hello", "1.0.0", 6))
