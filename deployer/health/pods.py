@@ -32,6 +32,11 @@ CHECK = "pod-failures"
 PULL_NOT_FOUND = ("not found", "pull access denied", "manifest unknown",
                   "repository does not exist", "no such host", "unauthorized",
                   "authentication required", "denied")
+# One that failed because the node has no route to the registry will fail again until
+# someone mends the node's network or the image reference: final at once too (an offline
+# cluster answers a missing image so; a blip of the node's network rejects a release whose
+# stable version keeps serving, and the rejection names the cause).
+PULL_UNREACHABLE = ("network is unreachable", "no route to host")
 # One that failed with one of these may pass on the next try (the registry is busy or
 # slow): it gets a budget, PULL_BUDGET seconds by default ($DEPLOYER_IMAGE_PULL_BUDGET).
 PULL_TRANSIENT = ("429", "too many requests", "500 internal server error", "502 bad gateway",
@@ -100,8 +105,10 @@ class Rule:
 RULES: tuple[Rule, ...] = (
     Rule("InvalidImageName", Seen.WAITING, Final.AT_ONCE),
     Rule("ErrImageNeverPull", Seen.WAITING, Final.AT_ONCE),
-    Rule("ImagePullBackOff", Seen.WAITING, Final.PULL, at_once_if=PULL_NOT_FOUND),
-    Rule("ErrImagePull", Seen.WAITING, Final.PULL, 10.0, at_once_if=PULL_NOT_FOUND),
+    Rule("ImagePullBackOff", Seen.WAITING, Final.PULL,
+         at_once_if=PULL_NOT_FOUND + PULL_UNREACHABLE),
+    Rule("ErrImagePull", Seen.WAITING, Final.PULL, 10.0,
+         at_once_if=PULL_NOT_FOUND + PULL_UNREACHABLE),
     Rule("CreateContainerConfigError", Seen.WAITING, Final.PERSISTING, 15.0),
     Rule("CreateContainerError", Seen.WAITING, Final.PERSISTING, 15.0),
     Rule("RunContainerError", Seen.WAITING, Final.PERSISTING, 15.0),

@@ -44,7 +44,7 @@ def test_err_image_pull_not_found_fails_at_once():
 
 def test_other_err_image_pull_must_persist():
     c, clock = check()
-    flaky = [pod("a", waiting="ErrImagePull", message="connect: network is unreachable")]
+    flaky = [pod("a", waiting="ErrImagePull", message="dial tcp 10.0.0.5:443: connect: connection refused")]
     m, _ = c.evaluate(flaky)
     assert m.phase is Phase.RUNNING
     clock.now += 11
@@ -263,7 +263,7 @@ def test_replica_failure_that_clears_resets_its_clock():
 
 def test_err_image_pull_without_a_not_found_message_is_final_after_ten_seconds():
     c, clock = check()
-    flaky = [pod("a", waiting="ErrImagePull", message="dial tcp: connect: network is unreachable")]
+    flaky = [pod("a", waiting="ErrImagePull", message="dial tcp: connect: connection refused")]
     m, failures = c.evaluate(flaky)
     assert (m.phase, m.message, failures) == (Phase.RUNNING, "a/hello ErrImagePull for 0s", [])
     clock.now += 9.4
@@ -272,7 +272,7 @@ def test_err_image_pull_without_a_not_found_message_is_final_after_ten_seconds()
     m, failures = c.evaluate(flaky)
     assert m.phase is Phase.FAILED
     assert (failures[0].reason, failures[0].message) == (
-        "ErrImagePull", "dial tcp: connect: network is unreachable")
+        "ErrImagePull", "dial tcp: connect: connection refused")
 
 
 def test_every_not_found_wording_makes_err_image_pull_final_at_once():
@@ -285,9 +285,24 @@ def test_every_not_found_wording_makes_err_image_pull_final_at_once():
         assert m.phase is Phase.FAILED, message
 
 
+def test_a_registry_the_node_cannot_reach_makes_the_pull_final_at_once():
+    # the lab's hello:v9, and any image on a node without a route to its registry
+    message = ('failed to do request: Head "https://registry-1.docker.io/v2/library/hello/'
+               'manifests/v9": dial tcp: lookup registry-1.docker.io on 10.255.255.53:53: '
+               'dial udp 10.255.255.53:53: connect: network is unreachable')
+    for reason in ("ErrImagePull", "ImagePullBackOff"):
+        c, _ = check()
+        m, failures = c.evaluate([pod("a", waiting=reason, message=message)])
+        assert m.phase is Phase.FAILED, reason
+        assert failures[0].message == message
+    c, _ = check()
+    m, _ = c.evaluate([pod("a", waiting="ErrImagePull", message="connect: no route to host")])
+    assert m.phase is Phase.FAILED
+
+
 def test_a_final_err_image_pull_does_not_keep_the_persisting_clock_running():
     c, clock = check()
-    timeout = [pod("a", waiting="ErrImagePull", message="network is unreachable")]
+    timeout = [pod("a", waiting="ErrImagePull", message="connection refused")]
     c.evaluate(timeout)
     clock.now += 5
     assert c.evaluate([pod("a", waiting="ErrImagePull", message="not found")])[0].phase \
@@ -381,7 +396,7 @@ def test_pending_reasons_are_all_reported():
     c, _ = check()
     m, _ = c.evaluate([pod("a", unschedulable="no room"),
                        pod("b", waiting="CrashLoopBackOff", restarts=0, exit_code=1),
-                       pod("c", waiting="ErrImagePull", message="network is unreachable")])
+                       pod("c", waiting="ErrImagePull", message="connection refused")])
     assert m.message == ("a unschedulable for 0s; b/hello crashed once (exit 1); "
                          "c/hello ErrImagePull for 0s")
 
