@@ -49,6 +49,9 @@ class Results:
     """What the steps found out, for the outcome."""
 
     downtime: float | None = None
+    # since when no pod has been available, while that lasts: a rejected recreate's
+    # downtime goes on through its rollback until the old version is available again
+    downtime_since: float | None = None
     verified_version: str | None = None
     old_side: dict[str, Any] | None = None  # a rollback window left open (blue-green)
 

@@ -226,20 +226,21 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
 
 
 class DowntimeMeter:
-    """From the first moment no pod is available to the first moment one is again."""
+    """From the first moment no pod is available to the first moment one is again, across
+    the steps that measure it (a rejected release's wait, then its rollback's)."""
 
     def __init__(self, ctx: StepContext):
-        self.ctx = ctx
-        self.since: float | None = None
+        self.results = ctx.results
+        self.clock = ctx.clock
 
     def observe(self, deployment: K8sObject | None) -> None:
-        if deployment is None:
+        if deployment is None or self.results.downtime is not None:
             return
         available = (deployment.get("status") or {}).get("availableReplicas", 0)
-        if not available and self.since is None:
-            self.since = self.ctx.clock()
-        elif available and self.since is not None and self.ctx.results.downtime is None:
-            self.ctx.results.downtime = self.ctx.clock() - self.since
+        if not available and self.results.downtime_since is None:
+            self.results.downtime_since = self.clock()
+        elif available and self.results.downtime_since is not None:
+            self.results.downtime = self.clock() - self.results.downtime_since
 
 
 def deadline_failure(ctx: StepContext, step: AwaitRollout, verifier: RolloutVerifier,

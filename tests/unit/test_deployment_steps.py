@@ -438,6 +438,27 @@ def test_downtime_is_measured_from_the_first_moment_no_pod_is_available():
     assert engine.verified_version is None
 
 
+def test_downtime_of_a_rejected_release_runs_on_until_its_rollback_brings_pods_back():
+    gw = FakeGateway(deployment(generation=2, observed=2))
+    clock = Clock()
+    gw.deployments["hello"]["status"].update({"updatedReplicas": 0, "availableReplicas": 0})
+    engine = make_engine(gw, clock, progress_deadline=5)
+    ticks = iter(range(100))
+
+    def advance():  # no pod available for 5 ticks of 2 s, through the failure
+        clock.tick(2.0)
+        if next(ticks) >= 4:
+            gw.deployments["hello"]["status"].update({"updatedReplicas": 3,
+                                                      "availableReplicas": 3})
+
+    gw.advance = advance
+    with pytest.raises(StepFailed):
+        engine.execute(AwaitRollout("hello", None, measure_downtime=True))
+    assert engine.ctx.results.downtime is None, "not over: no pod is available yet"
+    engine.execute(AwaitRollout("hello", None, measure_downtime=True))
+    assert engine.ctx.results.downtime == 10.0, "measured from the first wait's start"
+
+
 def test_a_deployment_deleted_during_the_rollout_fails_it():
     gw, controller, clock = rolling()
     controller.paused.add("hello")
