@@ -185,16 +185,20 @@ class Step:
 @step_type
 @dataclass(frozen=True)
 class UpdateDeployment(Step):
-    """Set the container image (and optionally the rollout strategy) in one write."""
+    """Set the container image (and optionally the rollout strategy and pod labels, such as
+    the version label) in one write."""
 
     deployment: str
     container: str
     image: str
     change_cause: str
     strategy: K8sObject | None = None
+    labels: K8sObject | None = None
 
     def describe(self) -> str:
         extra = f" with strategy {self.strategy.get('type')}" if self.strategy else ""
+        if self.labels:
+            extra += f", pods labelled {labels_text(self.labels)}"
         return f"set {self.deployment}/{self.container} image to {self.image}{extra}"
 
 

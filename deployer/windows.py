@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.gateway import ClusterGateway
+from deployer.labels import selects
 from deployer.record import RunRecord, read_history, update_release
 from deployer.timestamps import parse
 from deployer.writes import conditional_write
@@ -45,10 +46,6 @@ def pending(gateway: ClusterGateway, app: str) -> Window | None:
                   until if until is not None else 0.0)
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
-    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
-
-
 def close(gateway: ClusterGateway, app: str, window: Window, why: str) -> str:
     """Scale the window's old side to 0 (unless the Service routes to it again) and
     record the window as closed. Returns what was done, for the report."""
@@ -57,7 +54,7 @@ def close(gateway: ClusterGateway, app: str, window: Window, why: str) -> str:
     selector = ((service or {}).get("spec") or {}).get("selector") or {}
     if dep is None:
         done = f"{window.deployment} no longer exists"
-    elif _selects(selector, dep["spec"]["template"]["metadata"].get("labels") or {}):
+    elif selects(selector, dep["spec"]["template"]["metadata"].get("labels") or {}):
         done = (f"service {window.service} routes to {window.deployment} again: it is left "
                 "running")
     else:

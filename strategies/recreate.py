@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deployer.labels import kept_label_warnings, version_labels
 from deployer.model import (
     AppState,
     AwaitRollout,
@@ -33,7 +34,9 @@ class RecreateStrategy(RollingStrategy):
         )
         steps: tuple[Step, ...] = (
             UpdateDeployment(dep, state.container, str(target.image),
-                             change_cause("recreate", target), RECREATE if switch else None),
+                             change_cause("recreate", target), RECREATE if switch else None,
+                             labels=version_labels(state.deployment, target.expected_version,
+                                                   state.service)),
             AwaitRollout(dep, target.expected_version, measure_downtime=True),
             *restore,
         )
@@ -49,4 +52,5 @@ class RecreateStrategy(RollingStrategy):
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"recreate {dep}: stop {state.replicas} pods of {state.image}, "
-                            f"then start {target.image}", notes=live_side_notes(own, dep))
+                            f"then start {target.image}", notes=live_side_notes(own, dep),
+                    warnings=kept_label_warnings(state.deployment, target.expected_version))

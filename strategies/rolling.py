@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from deployer.labels import kept_label_warnings, version_labels
 from deployer.model import (
     AppState,
     AwaitRollout,
@@ -38,7 +39,9 @@ class RollingStrategy:
             strategy = {"type": "RollingUpdate", "rollingUpdate": rolling or None}
         steps = (
             UpdateDeployment(dep, state.container, str(target.image),
-                             change_cause("rolling update", target), strategy),
+                             change_cause("rolling update", target), strategy,
+                             labels=version_labels(state.deployment, target.expected_version,
+                                                   state.service)),
             AwaitRollout(dep, target.expected_version),
         )
         rollback = (
@@ -48,7 +51,8 @@ class RollingStrategy:
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"rolling update of {dep} from {state.image} to {target.image} "
-                            f"({state.replicas} replicas)", notes=live_side_notes(own, dep))
+                            f"({state.replicas} replicas)", notes=live_side_notes(own, dep),
+                    warnings=kept_label_warnings(state.deployment, target.expected_version))
 
 
 def live_side_notes(own: str, live: str) -> tuple[str, ...]:

@@ -46,9 +46,12 @@ def update(ctx: StepContext, step: UpdateDeployment) -> str | None:
         target = next(c for c in containers if c["name"] == step.container)
         same_strategy = step.strategy is None or strategy_matches(
             dep["spec"].get("strategy") or {}, step.strategy)
-        if target["image"] == step.image and same_strategy:
+        labels = dep["spec"]["template"]["metadata"].setdefault("labels", {})
+        same_labels = all(labels.get(k) == v for k, v in (step.labels or {}).items())
+        if target["image"] == step.image and same_strategy and same_labels:
             return None
         target["image"] = step.image
+        labels.update(step.labels or {})
         if step.strategy is not None:
             dep["spec"]["strategy"] = clean_strategy(step.strategy)
         dep["metadata"].setdefault("annotations", {})[CHANGE_CAUSE_ANNOTATION] = \

@@ -65,6 +65,19 @@ def test_update_with_the_same_image_but_another_strategy_writes():
     assert len(gw.deployment_writes()) == 1
 
 
+def test_update_sets_the_pods_version_label_in_the_same_write_as_the_image():
+    gw = FakeGateway(deployment())
+    engine = make_engine(gw)
+    step = UpdateDeployment("hello", "hello", "hello:v2", "c", labels={"version": "2.0.0"})
+    engine.execute(step)
+    assert len(gw.deployment_writes()) == 1
+    assert spec(gw)["template"]["metadata"]["labels"] == {
+        "app": "hello", "track": "stable", "version": "2.0.0"}
+    engine.execute(step)
+    assert note(engine) == "already set; nothing to change"
+    assert len(gw.deployment_writes()) == 1
+
+
 def test_a_step_on_a_deployment_that_is_gone_fails():
     engine = make_engine(FakeGateway())
     with pytest.raises(StepFailed, match="deployment hello no longer exists"):

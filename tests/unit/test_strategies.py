@@ -145,3 +145,33 @@ def test_the_apps_own_sides_are_found_by_name_without_an_app_label_on_them():
     assert "labels" not in gw.deployments["hello-green"]["metadata"]
     state = read_app(gw, "hello", measure_version=False)
     assert set(state.others) == {"hello-green"}
+
+
+def with_version_label(selector: bool = False, service: dict | None = None) -> AppState:
+    dep = deployment(revision=4)
+    dep["spec"]["template"]["metadata"]["labels"]["version"] = "1.0.0"
+    if selector:
+        dep["spec"]["selector"]["matchLabels"]["version"] = "1.0.0"
+    svc = {"metadata": {"name": "hello"}, "spec": {"selector": service or {"app": "hello"}}}
+    return AppState(AppRef("test", "hello"), dep, "hello", parse_image("hello:v1"), 3, 4, (),
+                    version="1.0.0", service=svc)
+
+
+def test_an_in_place_update_moves_the_pods_version_label_with_the_image():
+    for strategy in (RollingStrategy(), RecreateStrategy()):
+        plan = strategy.plan(with_version_label(), target(), Options())
+        update = next(s for s in plan.steps if isinstance(s, UpdateDeployment))
+        assert update.labels == {"version": "2.0.0"}
+        assert "pods labelled version=2.0.0" in update.describe()
+        assert not plan.warnings
+
+
+def test_a_version_label_the_service_or_the_selector_holds_is_left_as_it_is():
+    # the Service selecting version=1.0.0 would lose each pod the update relabels
+    routed = RollingStrategy().plan(
+        with_version_label(service={"app": "hello", "version": "1.0.0"}), target(), Options())
+    assert routed.steps[0].labels is None
+    # a selector cannot change: said as a warning in the plan
+    selected = RollingStrategy().plan(with_version_label(selector=True), target(), Options())
+    assert selected.steps[0].labels is None
+    assert any("still labelled version=1.0.0" in w for w in selected.warnings)
