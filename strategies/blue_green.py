@@ -14,10 +14,19 @@ from __future__ import annotations
 from typing import Any
 
 from deployer.errors import InvalidInput
+from deployer.labels import (
+    match_labels,
+    pod_labels,
+    require_version_label,
+    selects,
+    version_labels,
+    versioned_selector,
+)
 from deployer.model import (
     ApplyDeployment,
     AppState,
     AwaitRollout,
+    DeleteDeployment,
     Gate,
     KeepOld,
     Plan,
@@ -45,23 +54,40 @@ def green_name(app: str) -> str:
 
 
 def green_body(blue: dict[str, Any], container: str, image: str, replicas: int,
-               version: str | None) -> dict[str, Any]:
+               version: str | None, track: str | None = GREEN_TRACK) -> dict[str, Any]:
     body = canary_body(blue, green_name(blue["metadata"]["name"]), container, image, replicas,
-                       version)
-    body["spec"]["selector"]["matchLabels"]["track"] = GREEN_TRACK
-    body["spec"]["template"]["metadata"]["labels"]["track"] = GREEN_TRACK
-    body["metadata"]["labels"]["track"] = GREEN_TRACK
+                       version, track=track)
     body["metadata"]["annotations"] = {SIDE_OF: blue["metadata"]["name"]}
     return body
 
 
-def _match(dep: dict[str, Any]) -> dict[str, str]:
-    return dict(dep["spec"]["selector"].get("matchLabels") or {})
+def own_body(blue: dict[str, Any], container: str, image: str, replicas: int,
+             version: str) -> dict[str, Any]:
+    """The app's own Deployment made again for a new version, where its selector holds the
+    version label (a selector cannot change): its metadata kept, its selector and pod
+    labels on the new version."""
+    body = canary_body(blue, blue["metadata"]["name"], container, image, replicas, version,
+                       track=None)
+    body["metadata"]["annotations"] = {
+        k: v for k, v in (blue["metadata"].get("annotations") or {}).items()
+        if not k.startswith("deployment.kubernetes.io/")}
+    return body
 
 
 def _image(dep: dict[str, Any], container: str) -> str:
     return next(c["image"] for c in dep["spec"]["template"]["spec"]["containers"]
                 if c["name"] == container)
+
+
+def route_to(selector: dict[str, str], side: dict[str, str], other: dict[str, str],
+             side_match: dict[str, str]) -> dict[str, str]:
+    """The Service selector that routes to one side only, in the Service's own terms: its
+    keys with the side's values (app=hello,version=2.0.0 for the lesson's scheme), else
+    those narrowed by the labels that tell the side's selector apart (track=green)."""
+    swapped = {k: side[k] for k in selector if k in side}
+    if len(swapped) == len(selector) and not selects(swapped, other):
+        return swapped
+    return {**selector, **{k: v for k, v in side_match.items() if other.get(k) != v}}
 
 
 class BlueGreenStrategy:
@@ -70,61 +96,91 @@ class BlueGreenStrategy:
              AwaitRollout, Gate, VerifyTraffic, KeepOld)
 
     def is_current(self, state: AppState, target: Target) -> bool:
-        live = self.sides(state)[0]
+        live = self.sides(state, target.expected_version)[0]
         return runs_image(live, state.container, str(target.image)) and rolled_out(live)
 
-    def sides(self, state: AppState) -> tuple[dict[str, Any], dict[str, str],
-                                              dict[str, Any] | None, dict[str, str]]:
-        """(live Deployment, its selector, new-side Deployment or None, its selector)."""
+    def sides(self, state: AppState, version: str | None = None) -> tuple[
+            dict[str, Any], dict[str, str], dict[str, Any] | None, dict[str, str]]:
+        """(live Deployment, the Service selector that routes to it alone, the new side's
+        Deployment or None, the selector the switch writes)."""
         app = state.app.name
         blue = state.deployment
         if state.service is None:
             raise InvalidInput(f"blue-green needs a Service named {app!r} in front of the app",
                                id="no-service")
-        blue_match = _match(blue)
-        if blue_match.get("track") in (None, GREEN_TRACK) or blue["spec"]["selector"].get(
-                "matchExpressions"):
+        green = state.others.get(green_name(app))
+        blue_match = match_labels(blue)
+        versioned = versioned_selector(blue) or (green and versioned_selector(green))
+        if blue["spec"]["selector"].get("matchExpressions") or not versioned and (
+                blue_match.get("track") in (None, GREEN_TRACK)):
             raise InvalidInput(
                 f"deployment {app} must select its pods with a track label other than "
-                f"'{GREEN_TRACK}' (it selects {labels_text(blue_match)})",
-                id="overlapping-selector",
+                f"'{GREEN_TRACK}' or with a version label (it selects "
+                f"{labels_text(blue_match)})", id="overlapping-selector",
                 hint="e.g. matchLabels {app: hello, track: stable}, so the green side's pods "
                      "(track: green) are not also the blue side's")
-        green = state.others.get(green_name(app))
-        green_match = {**blue_match, "track": GREEN_TRACK}
         selector = state.service["spec"].get("selector") or {}
         if not selector:
             raise InvalidInput(f"service {app} has no selector", id="empty-selector")
-        if selector == green_match:
-            if green is None:
-                raise InvalidInput(f"service {app} points at {green_name(app)}, which does not "
-                                   "exist", id="unsafe-selector")
-            return green, green_match, blue, blue_match
-        if selector == blue_match:
-            return blue, blue_match, green, green_match
-        if selector == {k: v for k, v in blue_match.items() if k != "track"}:
+        track = None if versioned else GREEN_TRACK
+        blue_labels = pod_labels(blue)
+        # The green side as it is, or as this run would first create it.
+        green_shape = green if green is not None else green_body(
+            blue, state.container, "", 0, version or state.version, track)
+        green_labels = pod_labels(green_shape)
+        on_blue, on_green = selects(selector, blue_labels), selects(selector, green_labels)
+        if on_green and green is None and not on_blue:
+            raise InvalidInput(f"service {app} points at {green_name(app)}, which does not "
+                               "exist", id="unsafe-selector")
+        if on_blue and on_green and green is not None:
             # Not narrowed to a side (the first blue-green, or widened by a canary): the
             # live side is the one running pods.
-            if green is not None and int(green["spec"].get("replicas") or 0):
-                if int(blue["spec"].get("replicas") or 0):
-                    raise InvalidInput(
-                        f"service {app} selects {labels_text(selector)}, and both {app} and "
-                        f"{green_name(app)} run pods: it routes to both sides",
-                        id="service-selector",
-                        hint=f"scale the side that should not serve to 0, or point the "
-                             f"Service at one side ({labels_text(blue_match)} or "
-                             f"{labels_text(green_match)})")
-                return green, green_match, blue, blue_match
-            return blue, blue_match, green, green_match
-        raise InvalidInput(f"service {app} selects {labels_text(selector)}, which is neither "
-                           f"side ({labels_text(blue_match)} or {labels_text(green_match)})",
-                           id="service-selector")
+            running = [int(d["spec"].get("replicas") or 0) > 0 for d in (blue, green)]
+            if all(running):
+                raise InvalidInput(
+                    f"service {app} selects {labels_text(selector)}, and both {app} and "
+                    f"{green_name(app)} run pods: it routes to both sides",
+                    id="service-selector",
+                    hint=f"scale the side that should not serve to 0, or point the "
+                         f"Service at one side ({labels_text(match_labels(blue))} or "
+                         f"{labels_text(match_labels(green))})")
+            on_blue = not running[1]
+        elif not on_blue and not on_green:
+            raise InvalidInput(
+                f"service {app} selects {labels_text(selector)}, which is neither side "
+                f"({labels_text(match_labels(blue))} or "
+                f"{labels_text(match_labels(green_shape))})", id="service-selector")
+        live, live_labels, new, new_labels = (
+            (blue, blue_labels, green, green_labels) if on_blue
+            else (green_shape, green_labels, blue, blue_labels))
+        if versioned and version is not None:
+            key = versioned or "version"
+            new_labels = {**new_labels, key: version}
+        live_route = route_to(selector, live_labels, new_labels, match_labels(live))
+        new_match = {**match_labels(live), **{k: v for k, v in new_labels.items()
+                                               if k in match_labels(live)}}
+        new_route = route_to(live_route, new_labels, live_labels, new_match)
+        if selects(new_route, live_labels) or selects(live_route, new_labels):
+            if versioned:
+                require_version_label(live, version, self.name)  # says why, with the fix
+            raise InvalidInput(
+                f"the pods of {app} and {green_name(app)} would carry the same labels "
+                f"({labels_text(live_labels)}): no Service selector tells them apart",
+                id="service-selector",
+                hint="select the pods by a track or version label as well")
+        return live, live_route, new, new_route
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         app = state.app.name
-        live, live_match, _, new_match = self.sides(state)
-        selector = (state.service or {}).get("spec", {}).get("selector") or {}
         blue = state.deployment
+        version = target.expected_version
+        green = state.others.get(green_name(app))
+        versioned = versioned_selector(blue) or (green and versioned_selector(green))
+        if versioned and version is None:
+            require_version_label(blue, version, self.name)
+        live, live_match, new, new_match = self.sides(state, version)
+        require_version_label(live, version, self.name)
+        selector = (state.service or {}).get("spec", {}).get("selector") or {}
         live_name = live["metadata"]["name"]
         old_version = state.versions.get(live_name)
         new_name = green_name(app) if live is blue else app
@@ -138,13 +194,26 @@ class BlueGreenStrategy:
             steps.append(SetServiceSelector(app, live_match, require_ready=live_name))
             notes.append(f"service {app} selects {labels_text(selector)}: first narrowed to "
                          f"the live side {labels_text(live_match)} (no traffic moves)")
-        if new_name == app:
+        track = None if versioned else GREEN_TRACK
+        if new_name == app and not versioned:
             steps += [UpdateDeployment(app, state.container, str(target.image),
-                                       change_cause("blue-green", target)),
+                                       change_cause("blue-green", target),
+                                       labels=version_labels(blue, version)),
                       ScaleDeployment(app, first)]
         else:
-            steps.append(ApplyDeployment(green_body(blue, state.container, str(target.image),
-                                                    first, target.expected_version)))
+            body = (own_body(blue, state.container, str(target.image), first, str(version))
+                    if new_name == app else
+                    green_body(blue, state.container, str(target.image), first, version,
+                               track))
+            if new is not None and match_labels(new) != match_labels(body):
+                # The version is in the selector, which cannot change: the idle side
+                # (no pods) is made again for the new version.
+                steps.append(DeleteDeployment(new_name))
+                notes.append(f"{new_name} selects {labels_text(match_labels(new))} and a "
+                             f"selector cannot change: it has no pods and is made again "
+                             f"with {labels_text(match_labels(body))} (its revision history "
+                             "goes with it)")
+            steps.append(ApplyDeployment(body))
         steps.append(AwaitRollout(new_name, target.expected_version))
         if first < size:
             steps += [ScaleDeployment(new_name, size), AwaitRollout(new_name,

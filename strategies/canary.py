@@ -15,6 +15,13 @@ import copy
 from typing import Any
 
 from deployer.errors import InvalidInput
+from deployer.labels import (
+    kept_label_warnings,
+    require_version_label,
+    selects,
+    side_labels,
+    version_labels,
+)
 from deployer.model import (
     ApplyDeployment,
     AppState,
@@ -43,30 +50,25 @@ def canary_name(app: str) -> str:
     return f"{app}-canary"
 
 
-def _selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
-    return all(labels.get(k) == v for k, v in selector.items())
-
-
 def canary_body(stable: dict[str, Any], name: str, container: str, image: str,
-                replicas: int, version: str | None) -> dict[str, Any]:
+                replicas: int, version: str | None,
+                track: str | None = "canary") -> dict[str, Any]:
+    """A copy of ``stable`` for the new side: its pods labelled ``track`` (when given) and
+    the new version, its selector derived the same way (see deployer.labels)."""
     spec = copy.deepcopy(stable["spec"])
     spec.pop("paused", None)
     spec["replicas"] = replicas
-    match = dict(spec["selector"].get("matchLabels") or {})
-    match["track"] = "canary"
+    match, labels = side_labels(stable, track, version)
     spec["selector"] = {"matchLabels": match}
     template = spec["template"]
-    labels = dict(template["metadata"].get("labels") or {})
-    labels["track"] = "canary"
-    if version:
-        labels["version"] = version
     template["metadata"] = {"labels": labels,
                             "annotations": dict(template["metadata"].get("annotations") or {})}
     for c in template["spec"]["containers"]:
         if c["name"] == container:
             c["image"] = image
     meta_labels = dict(stable["metadata"].get("labels") or {})
-    meta_labels["track"] = "canary"
+    if track is not None:
+        meta_labels["track"] = track
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -104,11 +106,12 @@ class CanaryStrategy:
             raise InvalidInput("a canary needs at least one step below 100%", id="invalid-steps",
                                hint="e.g. --steps 25,50,100 or --weight 25")
         name = canary_name(app)
+        require_version_label(stable, target.expected_version, self.name)
         probe = canary_body(stable, name, state.container, str(target.image), 1,
                             target.expected_version)
         canary_labels = probe["spec"]["template"]["metadata"]["labels"]
         stable_match = stable["spec"]["selector"].get("matchLabels") or {}
-        if _selects(stable_match, canary_labels) or stable["spec"]["selector"].get(
+        if selects(stable_match, canary_labels) or stable["spec"]["selector"].get(
                 "matchExpressions"):
             raise InvalidInput(
                 f"deployment {stable_name} selects its pods by "
@@ -121,13 +124,13 @@ class CanaryStrategy:
         if not svc_selector:
             raise InvalidInput(f"service {app} has no selector", id="empty-selector")
         widened = svc_selector
-        if _selects(svc_selector, stable_labels) and not _selects(svc_selector, canary_labels):
+        if selects(svc_selector, stable_labels) and not selects(svc_selector, canary_labels):
             # Narrowed to one side (by a blue-green): routing to the canary too needs only
             # the keys both tracks share, if no other running pods carry them.
             widened = {k: v for k, v in svc_selector.items() if canary_labels.get(k) == v}
             blocking = [n for n, d in state.others.items() if n != name
                         and int(d["spec"].get("replicas") or 0)
-                        and _selects(widened, d["spec"]["template"]["metadata"].get("labels")
+                        and selects(widened, d["spec"]["template"]["metadata"].get("labels")
                                      or {})]
             if not widened or blocking:
                 raise InvalidInput(
@@ -137,7 +140,7 @@ class CanaryStrategy:
                        else "no label of it is shared by both"), id="service-selector",
                     hint=f"scale {', '.join(blocking)} to 0 first" if blocking else
                     "the Service should select on the app label only (e.g. app: hello)")
-        if not (_selects(widened, canary_labels) and _selects(widened, stable_labels)):
+        if not (selects(widened, canary_labels) and selects(widened, stable_labels)):
             raise InvalidInput(
                 f"service {app} selects {labels_text(svc_selector)}, which does not route to both "
                 "the stable "
@@ -153,7 +156,7 @@ class CanaryStrategy:
         if stable_name != own:
             notes.insert(0, f"the Service routes to {stable_name} (the live side of a "
                             f"blue-green), not to {own}: {stable_name} is the stable side")
-        warnings: list[str] = []
+        warnings = list(kept_label_warnings(stable, target.expected_version))
         narrowed: tuple[Step, ...] = ()
         if widened != svc_selector:
             steps.append(SetServiceSelector(app, widened))
@@ -194,7 +197,8 @@ class CanaryStrategy:
             (SetServiceAffinity(app, affinity),) if affinity != "ClientIP" else ())
         steps += [
             UpdateDeployment(stable_name, state.container, str(target.image),
-                             change_cause("canary promotion", target)),
+                             change_cause("canary promotion", target),
+                             labels=version_labels(stable, target.expected_version, service)),
             AwaitRollout(stable_name, target.expected_version),
             ScaleDeployment(name, 0, missing_ok=True),
             DeleteDeployment(name, app),

@@ -8,6 +8,7 @@ from deployer.model import (
     AppRef,
     AppState,
     AwaitRollout,
+    DeleteDeployment,
     KeepOld,
     ScaleDeployment,
     SetServiceSelector,
@@ -112,3 +113,86 @@ def test_a_service_on_the_app_label_only_routes_to_the_side_that_runs_pods():
                     others={"hello-green": green})
     with pytest.raises(InvalidInput, match="both hello and hello-green run pods"):
         BlueGreenStrategy().sides(both)
+
+
+# The classic blue-green lesson's scheme: the version label in the Deployment's selector
+# and in the Service's; the switch is a new value of that label.
+V1 = {"app": "hello", "version": "1.0.0"}
+
+
+def lesson(service=V1, blue=None, others=None, versions=None) -> AppState:
+    dep = blue or deployment(revision=1)
+    dep["metadata"]["labels"] = {"app": "hello", "team": "web"}
+    dep["spec"]["selector"]["matchLabels"] = dict(V1)
+    dep["spec"]["template"]["metadata"]["labels"] = {**V1, "track": "stable"}
+    svc = {"metadata": {"name": "hello"}, "spec": {"selector": dict(service)}}
+    return AppState(AppRef("t", "hello"), dep, "hello", parse_image("hello:v1"), 3, 1, (),
+                    version="1.0.0", service=svc, others=others or {},
+                    versions=versions or {"hello": "1.0.0"})
+
+
+def test_the_lessons_scheme_switches_the_version_label_in_the_users_terms():
+    plan = BlueGreenStrategy().plan(lesson(), TARGET, Options())
+    apply = plan.steps[0]
+    assert isinstance(apply, ApplyDeployment) and apply.name == "hello-green"
+    assert apply.body["spec"]["selector"]["matchLabels"] == {"app": "hello",
+                                                             "version": "2.0.0"}
+    # only the version changes: the pods keep the user's track label
+    assert apply.body["spec"]["template"]["metadata"]["labels"] == {
+        "app": "hello", "version": "2.0.0", "track": "stable"}
+    switch = next(s for s in plan.steps if isinstance(s, SetServiceSelector))
+    assert switch.selector == {"app": "hello", "version": "2.0.0"}
+    back = next(s for s in plan.rollback if isinstance(s, SetServiceSelector))
+    assert back.selector == V1
+
+
+def test_in_the_lessons_scheme_the_idle_own_deployment_is_made_again_for_the_next_version():
+    blue = deployment(replicas=0, revision=1)
+    first = BlueGreenStrategy().plan(lesson(), TARGET, Options()).steps[0].body
+    green = {**first, "status": {"replicas": 3}}
+    state = lesson({"app": "hello", "version": "2.0.0"}, blue=blue,
+                   others={"hello-green": green}, versions={"hello-green": "2.0.0"})
+    plan = BlueGreenStrategy().plan(state, Target(parse_image("hello:v3"), "3.0.0"),
+                                    Options())
+    assert plan.steps[0] == DeleteDeployment("hello")
+    again = plan.steps[1]
+    assert isinstance(again, ApplyDeployment) and again.name == "hello"
+    assert again.body["spec"]["selector"]["matchLabels"] == {"app": "hello",
+                                                             "version": "3.0.0"}
+    assert again.body["spec"]["replicas"] == 3
+    assert again.body["metadata"]["labels"] == {"app": "hello", "team": "web"}
+    assert "deployer.dev/canary-of" not in (again.body["metadata"].get("annotations") or {})
+    switch = next(s for s in plan.steps if isinstance(s, SetServiceSelector))
+    assert switch.selector == {"app": "hello", "version": "3.0.0"}
+    assert any("made again" in n for n in plan.notes)
+    back = next(s for s in plan.rollback if isinstance(s, SetServiceSelector))
+    assert back.selector == {"app": "hello", "version": "2.0.0"}
+
+
+def test_a_service_on_the_app_label_is_narrowed_by_the_version_in_the_lessons_scheme():
+    plan = BlueGreenStrategy().plan(lesson({"app": "hello"}), TARGET, Options())
+    assert plan.steps[0] == SetServiceSelector("hello", V1, require_ready="hello")
+    switch = [s for s in plan.steps if isinstance(s, SetServiceSelector)][1]
+    assert switch.selector == {"app": "hello", "version": "2.0.0"}
+
+
+def test_the_same_version_again_is_refused_in_the_lessons_scheme():
+    with pytest.raises(InvalidInput, match="both sides of the blue-green would select"):
+        BlueGreenStrategy().plan(lesson(), Target(parse_image("hello:v1b"), "1.0.0"),
+                                 Options())
+
+
+def test_a_service_selecting_a_version_label_outside_the_selector_is_switched_by_it():
+    # The Deployment selects app,track; the pods also say their version, and the Service
+    # selects on that: the switch changes the version, not the track.
+    dep = deployment(revision=1)
+    dep["spec"]["template"]["metadata"]["labels"]["version"] = "1.0.0"
+    svc = {"metadata": {"name": "hello"}, "spec": {"selector": dict(V1)}}
+    st = AppState(AppRef("t", "hello"), dep, "hello", parse_image("hello:v1"), 3, 1, (),
+                  version="1.0.0", service=svc, versions={"hello": "1.0.0"})
+    plan = BlueGreenStrategy().plan(st, TARGET, Options())
+    body = plan.steps[0].body
+    assert body["spec"]["template"]["metadata"]["labels"] == {
+        "app": "hello", "track": "green", "version": "2.0.0"}
+    switch = next(s for s in plan.steps if isinstance(s, SetServiceSelector))
+    assert switch.selector == {"app": "hello", "version": "2.0.0"}

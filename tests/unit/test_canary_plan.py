@@ -177,3 +177,21 @@ def test_a_weight_the_replica_ratio_cannot_come_near_is_a_warning():
                                  Options({"steps": (25, 50, 100), "clients": 40}))
     assert any("20 clients cannot tell a 25% share from none" in w for w in plan.warnings)
     assert not any("out of reach" in w for w in plan.warnings)
+
+
+def test_the_lessons_version_scheme_gets_a_canary_selected_by_its_own_version():
+    dep = deployment(revision=2)
+    dep["spec"]["selector"]["matchLabels"] = {"app": "hello", "version": "1.0.0"}
+    dep["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "version": "1.0.0"}
+    svc = service(selector={"app": "hello", "version": "1.0.0"})
+    plan = CanaryStrategy().plan(state(svc, dep), Target(parse_image("hello:v2"), "2.0.0"),
+                                 Options())
+    widen = plan.steps[0]
+    assert widen == SetServiceSelector("hello", {"app": "hello"})
+    apply = next(s for s in plan.steps if isinstance(s, ApplyDeployment))
+    assert apply.body["spec"]["selector"]["matchLabels"] == {
+        "app": "hello", "version": "2.0.0", "track": "canary"}
+    assert apply.body["spec"]["template"]["metadata"]["labels"] == {
+        "app": "hello", "version": "2.0.0", "track": "canary"}
+    assert plan.steps[-1] == SetServiceSelector("hello", {"app": "hello", "version": "1.0.0"})
+    assert any("still labelled version=1.0.0" in w for w in plan.warnings)

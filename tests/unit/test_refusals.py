@@ -129,17 +129,35 @@ def test_an_unknown_context_is_input_naming_the_known_ones(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("strategy", ["canary", "blue-green"])
-@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
-def test_a_version_label_in_the_selector_is_refused_before_any_write(gw, capsys, strategy,
-                                                                      dry_run):
+def test_a_version_label_in_the_selector_is_carried_to_the_new_side_not_refused(gw, capsys,
+                                                                                strategy):
+    import json
+
     spec = gw.deployments["hello"]["spec"]
     spec["selector"]["matchLabels"]["version"] = "1.0.0"
     spec["template"]["metadata"]["labels"]["version"] = "1.0.0"
-    code, err = refused([strategy, "--app", "hello", "--image", "v2", *dry_run], capsys)
-    assert code == ExitCode.INVALID and "version=1.0.0" in err
-    # canary would create hello-canary with version=1.0.0 in its selector and 2.0.0 on its
-    # pods; blue-green's Service selector is on neither side of that scheme
-    assert ("selector-labels" if strategy == "canary" else "service-selector") in err
+    code = cli.run(["-o", "json", strategy, "--app", "hello", "--image", "v2", "--dry-run"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == ExitCode.OK, report
+    apply = next(s for s in report["plan"]["steps"] if s["type"] == "ApplyDeployment")
+    body = apply["body"]
+    assert body["spec"]["selector"]["matchLabels"]["version"] == "2.0.0"
+    assert body["spec"]["template"]["metadata"]["labels"]["version"] == "2.0.0"
+    assert gw.writes == []
+
+
+@pytest.mark.parametrize("strategy", ["canary", "blue-green"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_version_label_in_the_selector_that_cannot_hold_the_version_is_refused_first(
+        gw, capsys, strategy, dry_run):
+    spec = gw.deployments["hello"]["spec"]
+    spec["selector"]["matchLabels"]["version"] = "1.0.0"
+    spec["template"]["metadata"]["labels"]["version"] = "1.0.0"
+    code, err = refused([strategy, "--app", "hello", "--image", "v2", "--expect-version",
+                         "2.0.0+build.7", *dry_run], capsys)
+    assert code == ExitCode.INVALID, err
+    assert "'2.0.0+build.7' cannot be the value of the label version" in err
+    assert "version-label" in err and "--expect-version" in err
     assert "{" not in err  # selectors as app=hello,version=1.0.0
     assert gw.writes == []
 
