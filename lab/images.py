@@ -9,6 +9,8 @@ the machine, so nothing is pulled from a registry:
   docker.io/library/hello:v3   "3.0.0" but no /www/healthz: never Ready
   docker.io/library/hello:v4   entrypoint fails at start (exit 3): CrashLoopBackOff
   docker.io/library/hello:v5   Ready, but /www/version says "1.0.0" (a mislabelled build)
+  docker.io/library/hello:v7   a good build of "7.0.0": a third version, for histories
+                               of more than two releases
   deployer.local/pause:lab     the pod sandbox image (the `pause` binary)
 
 hello:v9 is deliberately never built: pulling it is a real ErrImagePull.
@@ -81,6 +83,7 @@ HELLO = [
         note="exits 3 at start: CrashLoopBackOff",
     ),
     HelloSpec("v5", "1.0.0", note="mislabelled build: serves 1.0.0"),
+    HelloSpec("v7", "7.0.0", note="good build: a third version"),
 ]
 
 

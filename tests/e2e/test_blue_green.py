@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
+from tests.e2e import lab
 from tests.e2e.app_checks import ServiceClient, resource_versions, run_record, versions_by_pod
 from tests.e2e.deployer_cli import Background, deployer
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
@@ -157,3 +160,47 @@ def test_rollback_in_a_watched_window_takes_over_without_force(namespace, deploy
     assert first.code == 4, first
     assert "stopped before writing" in first.stderr
     assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 3
+
+
+def test_the_lessons_version_labels_switch_by_version_and_roll_back(namespace, kube):
+    # The classic blue-green lesson's shape: the version in the Deployment's selector and
+    # in the Service's; the switch is a new value of that label, in the user's terms.
+    v1 = {"app": "hello", "version": "1.0.0"}
+    dep = lab.hello_deployment()
+    dep["spec"]["selector"] = {"matchLabels": dict(v1)}
+    dep["spec"]["template"]["metadata"]["labels"] = {**v1, "track": "stable"}
+    svc = copy.deepcopy(lab.hello_manifests()[1])
+    svc["spec"]["selector"] = dict(v1)
+    kube.apps.create_namespaced_deployment(namespace, dep)
+    kube.core.create_namespaced_service(namespace, svc)
+    lab.wait_deployment_available(kube, namespace, "hello")
+
+    def selector() -> dict[str, str]:
+        return kube.core.read_namespaced_service("hello", namespace).spec.selector
+
+    first = deployer(namespace, "blue-green", "--app", "hello", "--image", "v2",
+                     "--keep-old", "0")
+    assert first.code == 0, first
+    assert selector() == {"app": "hello", "version": "2.0.0"}
+    green = kube.apps.read_namespaced_deployment("hello-green", namespace)
+    assert green.spec.selector.match_labels == {"app": "hello", "version": "2.0.0"}
+    assert set(versions_by_pod(kube, namespace, "app=hello,version=2.0.0").values()) == {
+        "2.0.0"}
+    assert service_versions(kube, namespace) == {"2.0.0"}
+
+    # the idle side selects version=1.0.0, which a selector cannot change: made again
+    with ServiceClient(kube, namespace) as during:
+        second = deployer(namespace, "blue-green", "--app", "hello", "--image", "v7",
+                          "--keep-old", "0")
+    assert second.code == 0, second
+    assert "made again" in second.stdout + second.stderr
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.selector.match_labels \
+        == {"app": "hello", "version": "7.0.0"}
+    assert selector() == {"app": "hello", "version": "7.0.0"}
+    assert service_versions(kube, namespace) == {"7.0.0"}
+    assert during.failed == 0 and set(during.answers) <= {"2.0.0", "7.0.0"}
+
+    back = deployer(namespace, "rollback", "--app", "hello")
+    assert back.code == 0, back
+    assert selector() == {"app": "hello", "version": "2.0.0"}
+    assert service_versions(kube, namespace) == {"2.0.0"}
