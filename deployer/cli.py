@@ -159,6 +159,30 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
+def read_app_or_stand_in(gw: Gateway, app: str, container: str | None,
+                         notes: list[str] | None = None) -> AppState:
+    """The app as deployer reads it; when its Deployment is missing because an unfinished
+    run deleted it to make it again (a new selector) and stopped, the Deployment as that
+    run will create it stands in, so the run can be resumed, aborted or rolled back."""
+    from deployer.errors import AppNotFound
+    from deployer.record import remade_deployment
+    from deployer.snapshot import read_app
+
+    try:
+        return read_app(gw, app, container)
+    except AppNotFound:
+        found = remade_deployment(gw, app)
+        if found is None:
+            raise
+    run, body = found
+    note = (f"deployment {app} is missing: run {run.id} ({run.strategy} to {run.to_image}) "
+            "deleted it to make it again with a new selector and stopped before it did; "
+            "the Deployment it will create stands in for it")
+    if notes is not None and note not in notes:
+        notes.append(note)
+    return read_app(gw, app, container, stand_in=body)
+
+
 def _connect(g: Globals, *, read_only: bool = False) -> Gateway:
     """The gateway for the chosen context and namespace, after the checks that need no API
     call: a context outside $DEPLOYER_ALLOWED_CONTEXTS, no --context in CI, or a system
@@ -391,7 +415,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     from deployer.engine import Engine
     from deployer.model import Plan, Target
     from deployer.record import Journal, RunRecord, read_run, who_am_i
-    from deployer.snapshot import read_app
     from deployer.validation import expected_version_from_tag, resolve_image
 
     plugin = strategies.load(strategy_name)
@@ -400,7 +423,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     def prepare(under_lock: bool = False) -> Prepared:
         """Everything the run decides from reading alone; every refusal happens here."""
-        state = read_app(gw, app_name, container)
+        state = read_app_or_stand_in(gw, app_name, container, g.notes)
         if state.deployment["spec"].get("paused"):
             raise InvalidInput(f"deployment {app_name} is paused: Kubernetes would not roll "
                                "it out", id="paused",
@@ -793,7 +816,6 @@ def rollback(
     from deployer.engine import Engine, RunSettings
     from deployer.model import Outcome, Plan, Verdict, step_from_json
     from deployer.record import Journal, RunRecord, read_history, read_run, who_am_i
-    from deployer.snapshot import read_app
 
     gw = _connect(g)
     needs = _recorded_needs(gw, app_name)
@@ -804,8 +826,8 @@ def rollback(
         the last release, return to a revision, or nothing; a refusal is raised here."""
         in_progress = read_run(gw, app_name)
         history = read_history(gw, app_name)
-        state = read_app(gw, app_name, container or _recorded_container(
-            gw, app_name, in_progress or (history[-1] if history else None)))
+        state = read_app_or_stand_in(gw, app_name, container or _recorded_container(
+            gw, app_name, in_progress or (history[-1] if history else None)), g.notes)
         if revision is None and in_progress is not None and in_progress.plan is not None:
             return state, "unfinished", Plan.from_json(state.app, in_progress.plan), in_progress
         last = history[-1] if history else None
@@ -1041,8 +1063,9 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 
     from deployer import windows
     from deployer.engine import Engine
+    from deployer.errors import AppNotFound
     from deployer.model import Outcome, Plan, Verdict
-    from deployer.record import Journal, read_run
+    from deployer.record import Journal, read_run, remade_deployment
     from deployer.snapshot import find_app
 
     gw = _connect(g)
@@ -1050,7 +1073,11 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
     def continuable() -> RunRecord | windows.Window:
         """The recorded run to continue (or, for promote, the rollback window to end);
         every refusal is raised here, from reading alone."""
-        find_app(gw, app_name)
+        try:
+            find_app(gw, app_name)
+        except AppNotFound:
+            if remade_deployment(gw, app_name) is None:
+                raise
         record = read_run(gw, app_name)
         if record is None and action == "promote":
             window = windows.pending(gw, app_name)
@@ -1090,9 +1117,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
                           from_version=record.from_version,
                           expected_version=record.expected_version)
         else:  # an abort goes from what serves now back to what served before the run
-            from deployer.snapshot import read_app
-
-            live_image, live_version = read_app(
+            live_image, live_version = read_app_or_stand_in(
                 gw, app_name, _recorded_container(gw, app_name, record)).live_text()
             reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                           from_image=live_image, to_image=record.from_image,

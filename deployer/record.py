@@ -156,6 +156,27 @@ def read_history(gateway: ClusterGateway, app: str) -> list[RunRecord]:
     return load(gateway, app).history
 
 
+def remade_deployment(gateway: ClusterGateway, app: str) -> tuple[RunRecord, dict[str, Any]] | None:
+    """The app's own Deployment as the unfinished run will make it again, when that run
+    deleted it to change its selector (a selector cannot be changed in place) and stopped
+    before creating it again; None when no such run is recorded."""
+    run = read_run(gateway, app)
+    if run is None or not run.plan:
+        return None
+    steps = run.plan.get("steps") or []
+    deleted = False
+    for step in steps[: (run.position or 0) + 1]:
+        if step.get("type") == "DeleteDeployment" and step.get("deployment") == app:
+            deleted = True
+    if not deleted:
+        return None
+    for step in steps:
+        body = step.get("body") if step.get("type") == "ApplyDeployment" else None
+        if isinstance(body, dict) and (body.get("metadata") or {}).get("name") == app:
+            return run, body
+    return None
+
+
 class Journal:
     """Writes one run's progress into the app's ConfigMap."""
 

@@ -98,8 +98,10 @@ def find_app(gateway: ClusterGateway, app: str) -> dict[str, Any]:
 
 
 def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
-             measure_version: bool = True) -> AppState:
-    dep = find_app(gateway, app)
+             measure_version: bool = True, stand_in: dict[str, Any] | None = None) -> AppState:
+    """What deployer reads before planning. ``stand_in`` is the app's Deployment as an
+    unfinished run will create it again, used only when the cluster has none."""
+    dep = stand_in if stand_in is not None else find_app(gateway, app)
     c = pick_container(dep, container)
     try:
         image: ImageRef = parse_reference(c["image"])

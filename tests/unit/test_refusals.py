@@ -9,8 +9,9 @@ import pytest
 from deployer import cli
 from deployer.exitcodes import ExitCode
 from deployer.lock import Lock, lease_name
+from deployer.model import ApplyDeployment, DeleteDeployment, step_to_json
 from deployer.record import Journal, RunRecord
-from tests.unit.fakes import FakeGateway
+from tests.unit.fakes import FakeGateway, deployment, service
 
 
 @pytest.fixture
@@ -268,3 +269,52 @@ def test_promote_and_abort_with_nothing_to_continue_are_refused_before_the_lease
     code, err = refused(command, capsys)
     assert code == ExitCode.INVALID and said in err
     assert gw.writes == [] and gw.leases == {}
+
+
+def versioned(name: str, image: str, version: str, replicas: int) -> dict:
+    dep = deployment(name, image, replicas=replicas)
+    labels = {"app": "hello", "version": version}
+    dep["spec"]["selector"]["matchLabels"] = dict(labels)
+    dep["spec"]["template"]["metadata"]["labels"] = dict(labels)
+    dep["spec"]["template"]["spec"]["containers"][0]["name"] = "hello"
+    return dep
+
+
+def stopped_between_delete_and_create(gw: FakeGateway) -> None:
+    """A blue-green run of the version-label scheme deleted the idle `hello` to make it
+    again with a new selector, and was killed before it created it."""
+    gw.deployments.clear()
+    gw.deployments["hello-green"] = versioned("hello-green", "hello:v2", "2.0.0", 3)
+    gw.services["hello"] = service("hello", {"app": "hello", "version": "2.0.0"})
+    body = versioned("hello", "hello:v7", "7.0.0", 3)
+    for key in ("status", "uid", "resourceVersion", "generation"):
+        body.pop(key, None)
+        body["metadata"].pop(key, None)
+    plan = {"schemaVersion": 1, "strategy": "blue-green", "rollback": [],
+            "steps": [step_to_json(DeleteDeployment("hello")),
+                      step_to_json(ApplyDeployment(body))]}
+    run = RunRecord("blue-green", "hello", "hello:v2", "hello:v7", "2.0.0", "7.0.0", 1,
+                    phase="running", plan=plan, position=1)
+    Journal(gw, "hello", run).update()
+    gw.writes.clear()
+
+
+def test_a_run_killed_after_deleting_the_deployment_it_remakes_can_still_be_resumed(gw, capsys):
+    stopped_between_delete_and_create(gw)
+    code = cli.run(["blue-green", "--app", "hello", "--image", "v7", "--dry-run"])
+    said = "".join(capsys.readouterr())
+    assert code == ExitCode.OK, said
+    assert "would resume run" in said
+    assert "deployment hello is missing" in said and "stands in" in said
+    code = cli.run(["rollback", "--app", "hello", "--dry-run"])
+    said = "".join(capsys.readouterr())
+    assert code == ExitCode.OK, said
+    assert gw.writes == [] and "hello" not in gw.deployments
+
+
+def test_without_such_a_run_a_missing_deployment_is_still_a_missing_app(gw, capsys):
+    stopped_between_delete_and_create(gw)
+    Journal(gw, "hello", RunRecord("blue-green", "hello", "hello:v2", "hello:v7", "2.0.0",
+                                   "7.0.0", 1, phase="running", plan=None)).update()
+    code, err = refused(["blue-green", "--app", "hello", "--image", "v7"], capsys)
+    assert code == ExitCode.INVALID and "no Deployment named 'hello'" in err
