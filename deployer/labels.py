@@ -17,6 +17,8 @@ from typing import Any
 from deployer.errors import InvalidInput
 from deployer.model import labels_text
 
+TRACK_KEY = "track"
+CANARY_TRACK = "canary"  # a canary's pods: the app's labels plus track: canary
 VERSION_KEYS = ("version", "app.kubernetes.io/version")
 LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")  # at most 63
 

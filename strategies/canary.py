@@ -16,7 +16,10 @@ from typing import Any
 
 from deployer.errors import InvalidInput
 from deployer.labels import (
+    CANARY_TRACK,
+    TRACK_KEY,
     kept_label_warnings,
+    pod_labels,
     require_version_label,
     selects,
     side_labels,
@@ -52,7 +55,7 @@ def canary_name(app: str) -> str:
 
 def canary_body(stable: dict[str, Any], name: str, container: str, image: str,
                 replicas: int, version: str | None,
-                track: str | None = "canary") -> dict[str, Any]:
+                track: str | None = CANARY_TRACK) -> dict[str, Any]:
     """A copy of ``stable`` for the new side: its pods labelled ``track`` (when given) and
     the new version, its selector derived the same way (see deployer.labels)."""
     spec = copy.deepcopy(stable["spec"])
@@ -110,15 +113,19 @@ class CanaryStrategy:
         probe = canary_body(stable, name, state.container, str(target.image), 1,
                             target.expected_version)
         canary_labels = probe["spec"]["template"]["metadata"]["labels"]
-        stable_match = stable["spec"]["selector"].get("matchLabels") or {}
-        if selects(stable_match, canary_labels) or stable["spec"]["selector"].get(
-                "matchExpressions"):
+        if stable["spec"]["selector"].get("matchExpressions"):
             raise InvalidInput(
-                f"deployment {stable_name} selects its pods by "
-                f"{','.join(f'{k}={v}' for k, v in stable_match.items())} only, which would also "
-                "match the canary's pods", id="overlapping-selector",
-                hint="give the stable pods a label such as track: stable and include it in the "
-                     "Deployment's selector")
+                f"deployment {stable_name} selects its pods with matchExpressions; deployer "
+                "derives a canary's selector from matchLabels only", id="overlapping-selector",
+                hint="select the pods with matchLabels (e.g. app: hello)")
+        if pod_labels(stable).get(TRACK_KEY) == CANARY_TRACK:
+            raise InvalidInput(
+                f"the pods of {stable_name} are labelled {TRACK_KEY}: {CANARY_TRACK}, the label "
+                "that tells a canary's pods apart from the stable ones",
+                id="overlapping-selector",
+                hint=f"label the stable pods {TRACK_KEY}: stable (or leave {TRACK_KEY} out)")
+        # A stable selector without a track label (app: hello only) matches the canary's
+        # pods too: Kubernetes keeps them apart by owner, deployer by track!=canary.
         svc_selector = service["spec"].get("selector") or {}
         stable_labels = stable["spec"]["template"]["metadata"].get("labels") or {}
         if not svc_selector:

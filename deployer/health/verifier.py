@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
 from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck, unscheduled
+from deployer.labels import CANARY_TRACK, TRACK_KEY
 from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
 from deployer.rollout import rollout_status
 from deployer.validation import quantity
@@ -55,8 +56,14 @@ class Evaluation:
 
 
 def selector_of(deployment: dict[str, Any]) -> str:
+    """A label selector for the Deployment's own pods and ReplicaSets. A selector without a
+    track label (app: hello only) also matches a canary's pods, which carry the app's labels
+    plus track: canary; those are left out (Kubernetes itself tells them apart by owner)."""
     labels = (deployment["spec"].get("selector") or {}).get("matchLabels") or {}
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    terms = [f"{k}={v}" for k, v in sorted(labels.items())]
+    if labels and TRACK_KEY not in labels:
+        terms.append(f"{TRACK_KEY}!={CANARY_TRACK}")
+    return ",".join(terms)
 
 
 def new_replicaset(deployment: dict[str, Any],

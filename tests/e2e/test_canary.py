@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from tests.e2e.app_checks import deployment_image, resource_versions, run_record, versions_by_pod
+from tests.e2e import lab
+from tests.e2e.app_checks import (
+    ServiceClient,
+    deployment_image,
+    resource_versions,
+    run_record,
+    versions_by_pod,
+)
 from tests.e2e.deployer_cli import Background, deployer, run_printed
 from tests.e2e.lab import CLIENT_ADDRESSES, version_via_service, wait_for
 
@@ -182,3 +189,34 @@ def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, de
     assert dep.spec.replicas == 6
     assert sorted(versions_by_pod(kube, namespace).values()) == ["2.0.0"] * 6
     assert not canary_exists(kube, namespace)
+
+
+def test_an_app_selected_by_its_app_label_only_gets_a_canary_and_keeps_serving(namespace,
+                                                                               kube):
+    # `kubectl create deployment`'s shape: pods, selector and Service on app: hello alone,
+    # so the stable Deployment's selector matches the canary's pods too.
+    deploy = lab.hello_deployment(replicas=4, labels={"app": "hello"})
+    svc = lab.hello_manifests()[1]
+    svc["spec"]["selector"] = {"app": "hello"}
+    kube.apps.create_namespaced_deployment(namespace, deploy)
+    kube.core.create_namespaced_service(namespace, svc)
+    lab.wait_deployment_available(kube, namespace, "hello")
+
+    with ServiceClient(kube, namespace) as during:
+        bad = deployer(namespace, "canary", "--app", "hello", "--image", "v9",
+                       "--steps", "50,100")
+        assert bad.code == 1, bad
+        assert "ErrImagePull" in bad.stdout + bad.stderr
+        good = deployer(namespace, "canary", "--app", "hello", "--image", "v2",
+                        "--steps", "50,100", "--client-addresses", CLIENTS)
+    assert good.code == 0, good
+    assert not canary_exists(kube, namespace)
+    # every pod of the app runs v2, none left over from either canary
+    assert set(versions_by_pod(kube, namespace, "app=hello").values()) == {"2.0.0"}
+    assert len(versions_by_pod(kube, namespace, "app=hello")) == 4
+    uid = kube.apps.read_namespaced_deployment("hello", namespace).metadata.uid
+    for rs in kube.apps.list_namespaced_replica_set(namespace).items:  # none adopted
+        if (rs.metadata.labels or {}).get("track") == "canary":
+            assert uid not in [o.uid for o in rs.metadata.owner_references or []]
+    assert during.failed == 0, during.errors[:5]
+    assert set(during.answers) <= {"1.0.0", "2.0.0"} and "2.0.0" in during.answers

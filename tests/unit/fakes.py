@@ -64,12 +64,21 @@ def pod(name: str, *, waiting: str | None = None, message: str = "", restarts: i
 
 
 def matches(selector: str | None, labels: dict[str, str] | None) -> bool:
-    """Equality-based label selectors (``a=b,c=d``), as deployer writes them."""
+    """Equality-based label selectors (``a=b,c!=d``), as deployer writes them; ``c!=d``
+    also matches labels without ``c``, as the API server's does."""
     if not selector:
         return True
     labels = labels or {}
-    return all(labels.get(k) == v for k, v in
-               (term.split("=", 1) for term in selector.split(",") if term))
+    for term in (t for t in selector.split(",") if t):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        else:
+            key, value = term.split("=", 1)
+            if labels.get(key) != value:
+                return False
+    return True
 
 
 def answer(version: str) -> HttpAnswer:

@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from deployer.errors import InvalidInput
+from deployer.health.verifier import selector_of
 from deployer.model import (
     ApplyDeployment,
     AppRef,
@@ -104,10 +105,23 @@ def test_until_gate_stops_before_promotion():
     assert isinstance(plan.steps[gate + 1], UpdateDeployment)
 
 
-def test_a_stable_selector_that_would_match_canary_pods_is_refused():
+def test_an_app_only_selector_gets_a_canary_told_apart_by_its_track():
     dep = deployment(revision=2)
     dep["spec"]["selector"]["matchLabels"] = {"app": "hello"}
-    with pytest.raises(InvalidInput, match="would also match the canary"):
+    dep["spec"]["template"]["metadata"]["labels"] = {"app": "hello"}
+    plan = CanaryStrategy().plan(state(dep=dep), TARGET, Options())
+    apply = next(s for s in plan.steps if isinstance(s, ApplyDeployment))
+    assert apply.body["spec"]["selector"]["matchLabels"] == {"app": "hello", "track": "canary"}
+    # the stable side's pods, as deployer lists them, leave the canary's out
+    assert selector_of(dep) == "app=hello,track!=canary"
+    assert selector_of(apply.body) == "app=hello,track=canary"
+
+
+def test_stable_pods_labelled_like_a_canary_are_refused():
+    dep = deployment(revision=2)
+    dep["spec"]["selector"]["matchLabels"] = {"app": "hello"}
+    dep["spec"]["template"]["metadata"]["labels"] = {"app": "hello", "track": "canary"}
+    with pytest.raises(InvalidInput, match="labelled track: canary"):
         CanaryStrategy().plan(state(dep=dep), TARGET, Options())
 
 
