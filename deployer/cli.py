@@ -977,6 +977,10 @@ def canary(
     samples: int = typer.Option(3, "--samples", metavar="N",
                                 help="Consecutive matching /version answers "
                                      "each pod must give."),
+    max_surge: str | None = typer.Option(None, "--max-surge", metavar="N|N%",
+                                         help="Pods above the app's replicas while the "
+                                              "canary takes pods from stable (default: "
+                                              "its maxSurge)."),
     until_gate: bool = UNTIL_GATE,
     client_addresses: str | None = CLIENTS,
     reason: str | None = REASON,
@@ -1007,6 +1011,8 @@ def canary(
                    container, progress_deadline,
                    {"steps": weights, "interval": parse_duration(interval, "--interval",
                                                                  allow_zero=True),
+                    "max_surge": (parse_surge(max_surge, "--max-surge")
+                                  if max_surge is not None else None),
                     "until_gate": until_gate, "client_addresses": client_addresses,
                     "http_mode": _check_via(check_via), "atomic": atomic},
                    samples=samples)

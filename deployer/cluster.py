@@ -83,6 +83,7 @@ REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE = f"{LEASES}/{{name}}"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+AUTOSCALERS = "/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
 
 
 class _Transient(Exception):
@@ -413,6 +414,11 @@ class Gateway:
 
     def list_resource_quotas(self) -> list[dict[str, Any]]:
         out = self._call("listing resourcequotas", "GET", RESOURCE_QUOTAS, params=self._ns())
+        return list(out.get("items") or [])
+
+    def list_autoscalers(self) -> list[dict[str, Any]]:
+        out = self._call("listing horizontalpodautoscalers", "GET", AUTOSCALERS,
+                         params=self._ns())
         return list(out.get("items") or [])
 
     def list_events(self, object_name: str) -> list[dict[str, Any]]:

@@ -77,6 +77,8 @@ class AppState:
     service: K8sObject | None = None
     others: dict[str, K8sObject] = field(default_factory=dict)  # the app's other Deployments
     versions: dict[str, str] = field(default_factory=dict)  # deployment -> version it answers
+    # deployment -> the HorizontalPodAutoscaler that sizes it; None: they cannot be read
+    autoscalers: dict[str, str] | None = field(default_factory=dict)
 
     @property
     def deployment_name(self) -> str:

@@ -6,7 +6,7 @@ import difflib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from deployer.errors import AppNotFound, InvalidInput, UnsafeState
+from deployer.errors import AppNotFound, InvalidInput, NotAuthorised, UnsafeState
 from deployer.health.http import VersionProbe
 from deployer.health.verifier import container_port, is_ready, new_replicaset, selector_of
 from deployer.model import (
@@ -138,4 +138,17 @@ def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
         service=gateway.get_service(app),
         others=others,
         versions=versions,
+        autoscalers=autoscalers(gateway),
     )
+
+
+def autoscalers(gateway: ClusterGateway) -> dict[str, str] | None:
+    """Deployment name -> the HorizontalPodAutoscaler sizing it; None when the identity may
+    not list them (optional in the Role: the canary then assumes none, and says so)."""
+    try:
+        found = gateway.list_autoscalers()
+    except NotAuthorised:
+        return None
+    return {str(ref["name"]): str(h["metadata"]["name"]) for h in found
+            if (ref := (h.get("spec") or {}).get("scaleTargetRef") or {}).get("kind")
+            == "Deployment" and ref.get("name")}

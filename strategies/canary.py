@@ -1,12 +1,17 @@
 """canary: a second Deployment labelled ``track: canary`` behind the same Service.
 
-The weight is the share of replicas: with the stable Deployment left at its size S,
-``c`` canary pods receive about c / (S + c) of new clients, and the Service's
-``sessionAffinity: ClientIP`` keeps each client on the version it first met. Only
-some shares are achievable with whole pods, so the plan says which one it will
-really run (20 % of 3 stable pods is 1 canary pod of 4, i.e. 25 %). When something
-else (an autoscaler) resizes the stable Deployment during the run, the engine sizes the
-canary again for the same weight, at each step and between analysis rounds.
+The weight is the share of replicas, and the canary takes its pods from the stable side:
+for a weight w of an app of N replicas, c = w x N canary pods and N - c stable ones, so
+the app keeps running N pods (plus at most its maxSurge while pods move, each new pod
+Ready before a stable one goes), and the Service's ``sessionAffinity: ClientIP`` keeps
+each client on the version it first met. Only some shares are achievable with whole pods,
+so the plan says which one it will really run (50 % of 3 replicas is 1 canary pod of 3,
+i.e. 33 %). Promotion updates the stable side and gives it its pods back the same way.
+
+When a HorizontalPodAutoscaler sizes the stable Deployment, the autoscaler owns its size:
+stable keeps it and the canary runs beside it, c / (S + c) of new clients for S stable
+pods, and when the autoscaler resizes stable during the run the engine sizes the canary
+again for the same weight, at each step and between analysis rounds.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from deployer.model import (
     labels_text,
 )
 from deployer.strategy import Options, change_cause, rolled_out, runs_image
-from deployer.weights import clients_needed, split
+from deployer.weights import bounded_split, clients_needed, pods_of, shift, split
 
 DEFAULT_STEPS = (25, 50, 100)
 CANARY_OF = "deployer.dev/canary-of"
@@ -92,6 +97,30 @@ class CanaryStrategy:
         live = state.on_live_side().deployment
         return canary is None and runs_image(live, state.container,
                                              str(target.image)) and rolled_out(live)
+
+    @staticmethod
+    def budget(stable: dict[str, Any], replicas: int, max_surge: int | str | None
+               ) -> tuple[int, int]:
+        """(most pods at once, fewest Ready pods) while the canary takes pods from stable:
+        its replicas plus maxSurge (--max-surge, else the Deployment's, else 25%), and its
+        replicas minus its maxUnavailable (else 25%), as a rolling update of it would."""
+        rolling = (stable["spec"].get("strategy") or {}).get("rollingUpdate") or {}
+        surge = pods_of(max_surge if max_surge is not None else rolling.get("maxSurge", "25%"),
+                        replicas, round_up=True)
+        unavailable = pods_of(rolling.get("maxUnavailable", "25%"), replicas, round_up=False)
+        # one replica: its canary runs beside it (1 + 1)
+        return replicas + max(surge, 1 if replicas < 2 else 0), max(1, replicas - unavailable)
+
+    @staticmethod
+    def moves(limit: int, floor: int, grow: tuple[int, int], shrink: tuple[int, int]
+              ) -> list[tuple[str, int]]:
+        try:
+            return shift(limit, floor, grow, shrink)
+        except ValueError as exc:
+            raise InvalidInput(f"the canary cannot take pods from the stable side: {exc}",
+                               id="invalid-surge",
+                               hint="allow a surge (--max-surge 1) or set the Deployment's "
+                                    "maxUnavailable above 0") from None
 
     def plan(self, state: AppState, target: Target, options: Options) -> Plan:
         app = state.app.name
@@ -159,7 +188,8 @@ class CanaryStrategy:
         stable_n = state.replicas
         per_step = clients // len(analysed) if clients else 0
         steps: list[Step] = []
-        notes = [f"stable {stable_name}: {stable_n} pods of {state.image} stay up throughout"]
+        about_stable = f"stable {stable_name}: {stable_n} pods of {state.image}"
+        notes = [about_stable]  # said in full once the mode is known
         if stable_name != own:
             notes.insert(0, f"the Service routes to {stable_name} (the live side of a "
                             f"blue-green), not to {own}: {stable_name} is the stable side")
@@ -176,45 +206,98 @@ class CanaryStrategy:
             steps.append(SetServiceAffinity(app, "ClientIP"))
             notes.append(f"service {app} has sessionAffinity {affinity}: set to ClientIP for "
                          "the run and restored afterwards")
-        share = 0.0
-        for i, weight in enumerate(analysed):
-            pods, share = split(stable_n, weight)
-            notes.append(f"step {i + 1}: {weight}% requested -> {pods} canary + {stable_n} "
-                         f"stable pods = {share:.0%} of new clients")
+        autoscaler = (state.autoscalers or {}).get(stable_name)
+        if state.autoscalers is None:
+            notes.append("HorizontalPodAutoscalers could not be read (not allowed): the plan "
+                         f"assumes none sizes {stable_name}")
+        restore: tuple[Step, ...] = (
+            (SetServiceAffinity(app, affinity),) if affinity != "ClientIP" else ())
+        promote = [UpdateDeployment(stable_name, state.container, str(target.image),
+                                    change_cause("canary promotion", target),
+                                    labels=version_labels(stable, target.expected_version,
+                                                          service)),
+                   AwaitRollout(stable_name, target.expected_version)]
+        undo: list[Step] = [UndoRollout(stable_name, state.revision,
+                                        f"deployer canary of {target.image} rolled back")]
+
+        def body(pods: int) -> dict[str, Any]:
+            return canary_body(stable, name, state.container, str(target.image), pods,
+                               target.expected_version)
+
+        def verify(i: int, share: float, weight: int | None) -> VerifyTraffic:
+            fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
+            return VerifyTraffic(app, name, target.expected_version, stable_name,
+                                 state.version, share, interval, fresh, weight=weight)
+
+        def check_reach(i: int, weight: int, pods: int, share: float) -> None:
             if abs(share - weight / 100) > max(0.05, weight / 200):
                 warnings.append(f"step {i + 1}: {weight}% is out of reach with {stable_n} "
-                                f"stable pods: it runs at {share:.0%} ({pods} canary pod"
+                                f"pods: it runs at {share:.0%} ({pods} canary pod"
                                 f"{'s' if pods > 1 else ''})")
             if per_step and per_step < clients_needed(share):
                 warnings.append(f"step {i + 1}: {per_step} clients cannot tell a {share:.0%} "
                                 f"share from none (at least {clients_needed(share)} can): its "
                                 "share check will say not measured")
-            fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
-            steps += [
-                ApplyDeployment(canary_body(stable, name, state.container, str(target.image),
-                                            pods, target.expected_version),
-                                weight=weight, ratio_of=stable_name),
-                AwaitRollout(name, target.expected_version),
-                VerifyTraffic(app, name, target.expected_version, stable_name, state.version,
-                              share, interval, fresh, weight=weight),
-            ]
+
+        share = 0.0
+        if autoscaler is not None:
+            # The autoscaler owns the stable size: it stays, and the canary is sized beside it
+            # for each weight (again whenever the autoscaler resizes stable).
+            notes[notes.index(about_stable)] = (
+                        f"{about_stable}, sized by "
+                        f"the HorizontalPodAutoscaler {autoscaler}: it keeps its size and "
+                        "the canary runs beside it, sized for each step's weight (again "
+                        "whenever the autoscaler resizes it)")
+            for i, weight in enumerate(analysed):
+                pods, share = split(stable_n, weight)
+                notes.append(f"step {i + 1}: {weight}% requested -> {pods} canary + "
+                             f"{stable_n} stable pods = {share:.0%} of new clients")
+                check_reach(i, weight, pods, share)
+                steps += [ApplyDeployment(body(pods), weight=weight, ratio_of=stable_name),
+                          AwaitRollout(name, target.expected_version),
+                          verify(i, share, weight)]
+            finish: list[Step] = []
+        else:
+            limit, floor = self.budget(stable, stable_n, options.get("max_surge"))
+            notes[notes.index(about_stable)] = (
+                        f"{about_stable}; the canary "
+                        f"takes its pods from them, with at most {limit} pods at once and "
+                        f"at least {floor} Ready")
+            canary_n, stable_now = 0, stable_n
+            for i, weight in enumerate(analysed):
+                pods, left, share = bounded_split(stable_n, weight)
+                notes.append(f"step {i + 1}: {weight}% requested -> {pods} canary + {left} "
+                             f"stable pods = {share:.0%} of new clients")
+                check_reach(i, weight, pods, share)
+                for kind, n in self.moves(limit, floor, (canary_n, pods), (stable_now, left)):
+                    if kind == "grow":
+                        steps += [ApplyDeployment(body(n)),
+                                  AwaitRollout(name, target.expected_version)]
+                    else:
+                        steps.append(ScaleDeployment(stable_name, n))
+                canary_n, stable_now = pods, left
+                steps.append(verify(i, share, None))
+            finish = []
+            for kind, n in self.moves(limit, floor, (stable_now, stable_n), (canary_n, 0)):
+                if kind == "grow":
+                    finish += [ScaleDeployment(stable_name, n),
+                               AwaitRollout(stable_name, target.expected_version)]
+                else:
+                    finish.append(ScaleDeployment(name, n))
+            # capacity first: stable back to its size and Ready before the canary goes
+            undo.append(ScaleDeployment(stable_name, stable_n))
         if options.get("until_gate"):
             steps.append(Gate(f"canary at {share:.0%}"))
-        restore: tuple[Step, ...] = (
-            (SetServiceAffinity(app, affinity),) if affinity != "ClientIP" else ())
         steps += [
-            UpdateDeployment(stable_name, state.container, str(target.image),
-                             change_cause("canary promotion", target),
-                             labels=version_labels(stable, target.expected_version, service)),
-            AwaitRollout(stable_name, target.expected_version),
+            *promote,
+            *finish,
             ScaleDeployment(name, 0, missing_ok=True),
             DeleteDeployment(name, app),
             *narrowed,
             *restore,
         ]
         rollback: tuple[Step, ...] = (
-            UndoRollout(stable_name, state.revision,
-                        f"deployer canary of {target.image} rolled back"),
+            *undo,
             AwaitRollout(stable_name, state.version),
             ScaleDeployment(name, 0, missing_ok=True),
             DeleteDeployment(name, app),

@@ -75,13 +75,23 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
 
 
 def follow_resize(ctx: StepContext, step: VerifyTraffic) -> VerifyTraffic:
-    """Keep a canary's weight when the stable Deployment is resized during the analysis.
+    """Keep a canary's weight when the stable Deployment is resized during the analysis
+    (a weight step), or note that stable changed size (a canary that takes its pods).
 
     An autoscaler may change the stable size at any time: the canary is scaled to the
     pod count that keeps the step's weight, the expected share follows, and since
     clients of removed pods meet new ones, what each client got so far is forgotten.
     """
-    if step.weight is None or not step.old_deployment:
+    if not step.old_deployment:
+        return step
+    if step.weight is None:
+        # The canary took pods from stable: clients of the removed stable pods met new
+        # ones, so what each client got before stable changed size is forgotten.
+        stable = ctx.gateway.get_deployment(step.old_deployment)
+        size = int((stable or {}).get("spec", {}).get("replicas") or 0)
+        if ctx.traffic.stable_size is not None and size != ctx.traffic.stable_size:
+            ctx.traffic.client_versions.clear()
+        ctx.traffic.stable_size = size
         return step
     canary = ctx.gateway.get_deployment(step.new_deployment)
     if canary is None:

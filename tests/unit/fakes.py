@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from deployer.errors import Conflict
+from deployer.errors import Conflict, NotAuthorised
 from deployer.gateway import ClusterGateway
 from deployer.model import HttpAnswer
 
@@ -135,6 +135,7 @@ class FakeGateway:
         self.endpoints: dict[str, set[str]] = {}
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.quotas: list[dict[str, Any]] = []
+        self.autoscalers: list[dict[str, Any]] = []
         self.logs: dict[str, list[str]] = {}
         self.pod_answers: dict[str, str | HttpAnswer] = {}
         self.denied: set[tuple[str, str, str, str]] = set()
@@ -190,6 +191,11 @@ class FakeGateway:
 
     def list_resource_quotas(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.quotas)
+
+    def list_autoscalers(self) -> list[dict[str, Any]]:
+        if ("list", "autoscaling", "horizontalpodautoscalers", "") in self.denied:
+            raise NotAuthorised("horizontalpodautoscalers is forbidden")
+        return copy.deepcopy(self.autoscalers)
 
     def pod_logs(self, pod: str, container: str, *, tail_lines: int = 10,
                  previous: bool = False) -> list[str]:

@@ -23,6 +23,7 @@ from deployer.model import (
 )
 from deployer.strategy import Options
 from deployer.validation import parse_image
+from deployer.weights import bounded_split, shift
 from strategies.canary import CanaryStrategy, split
 from tests.unit.fakes import deployment
 
@@ -33,10 +34,15 @@ def service(affinity="ClientIP", selector=None):
                      "clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80}]}}
 
 
-def state(svc=None, dep=None, others=None) -> AppState:
-    return AppState(AppRef("t", "hello"), dep or deployment(revision=2), "hello",
-                    parse_image("hello:v1"), 3, 2, (), version="1.0.0",
-                    service=svc if svc is not None else service(), others=others or {})
+def state(svc=None, dep=None, others=None, autoscalers: dict | None = {}) -> AppState:  # noqa: B006
+    dep = dep or deployment(revision=2)
+    return AppState(AppRef("t", "hello"), dep, "hello",
+                    parse_image("hello:v1"), int(dep["spec"]["replicas"]), 2, (),
+                    version="1.0.0", service=svc if svc is not None else service(),
+                    others=others or {}, autoscalers=autoscalers)
+
+
+AUTOSCALED = {"hello": "hello-hpa"}  # a HorizontalPodAutoscaler sizes hello
 
 
 TARGET = Target(parse_image("hello:v2"), "2.0.0", None, "ana")
@@ -53,9 +59,38 @@ def test_split_picks_the_closest_achievable_share(stable, percent, pods, share):
     assert split(stable, percent) == (pods, pytest.approx(share))
 
 
-def test_plan_has_one_analysed_step_per_weight_below_100_then_promotion():
-    plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (25, 50, 100),
-                                                          "clients": 40, "interval": 10}))
+@pytest.mark.parametrize(("replicas", "percent", "expected"), [
+    (8, 50, (4, 4, 0.5)),
+    (8, 90, (7, 1, 0.875)),
+    (3, 25, (1, 2, 1 / 3)),
+    (3, 50, (1, 2, 1 / 3)),     # 1 or 2 of 3 are equally near: fewer canary pods
+    (3, 99, (2, 1, 2 / 3)),     # a stable pod stays until promotion
+    (20, 5, (1, 19, 0.05)),
+    (1, 50, (1, 1, 0.5)),       # one replica: its canary beside it
+])
+def test_a_canary_that_takes_stable_pods_keeps_the_replica_count(replicas, percent, expected):
+    assert bounded_split(replicas, percent) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("limit", "floor", "grow", "shrink", "moves"), [
+    (9, 8, (0, 4), (8, 4), [("grow", 1), ("shrink", 7), ("grow", 2), ("shrink", 6),
+                            ("grow", 3), ("shrink", 5), ("grow", 4), ("shrink", 4)]),
+    (10, 6, (0, 4), (8, 4), [("grow", 2), ("shrink", 4), ("grow", 4)]),  # maxUnavailable 2
+    (3, 2, (0, 1), (3, 2), [("shrink", 2), ("grow", 1)]),  # no surge: a pod goes first
+])
+def test_pods_move_within_the_budget_each_new_one_ready_first(limit, floor, grow, shrink,
+                                                              moves):
+    assert shift(limit, floor, grow, shrink) == moves
+
+
+def test_a_budget_that_allows_no_move_is_an_error():
+    with pytest.raises(ValueError, match="no pod can be added"):
+        shift(3, 3, (0, 1), (3, 2))
+
+
+def test_with_an_autoscaler_the_canary_runs_beside_stable_sized_by_weight():
+    plan = CanaryStrategy().plan(state(autoscalers=AUTOSCALED), TARGET,
+                                 Options({"steps": (25, 50, 100), "clients": 40, "interval": 10}))
     kinds = [type(s) for s in plan.steps]
     assert kinds == [ApplyDeployment, AwaitRollout, VerifyTraffic,
                      ApplyDeployment, AwaitRollout, VerifyTraffic,
@@ -72,6 +107,61 @@ def test_plan_has_one_analysed_step_per_weight_below_100_then_promotion():
     assert (second.weight, plan.steps[5].weight) == (50, 50)
     # the canary leaves the Service's endpoints before it is deleted, on both paths
     assert plan.steps[-1].service == "hello" and plan.rollback[-1].service == "hello"
+    assert any("sized by the HorizontalPodAutoscaler hello-hpa" in n for n in plan.notes)
+
+
+def peak(plan, start) -> int:
+    return max(sum(r.values()) for r in [start, *plan.replica_timeline(start)])
+
+
+def test_the_canary_takes_its_pods_from_stable_within_replicas_plus_surge():
+    # 8 replicas, steps 50,90: 4 + 4, then 7 + 1, never more than 8 + maxSurge (1) pods
+    dep = deployment(revision=2, replicas=8)
+    plan = CanaryStrategy().plan(state(dep=dep), TARGET,
+                                 Options({"steps": (50, 90, 100), "clients": 40}))
+    start = {"hello": 8}
+    assert peak(plan, start) == 9
+    timeline = plan.replica_timeline(start)
+    shares = [(timeline[i]["hello-canary"], timeline[i]["hello"], s.share)
+              for i, s in enumerate(plan.steps) if isinstance(s, VerifyTraffic)]
+    assert shares == [(4, 4, 0.5), (7, 1, 0.875)]
+    assert timeline[-1] == {"hello": 8}
+    # every canary pod is Ready (awaited) before a stable pod goes
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, ScaleDeployment) and step.deployment == "hello" and \
+                timeline[i]["hello"] < (timeline[i - 1] if i else start)["hello"]:
+            assert isinstance(plan.steps[i - 1], AwaitRollout), plan.steps[i - 1]
+    assert any("7 canary + 1 stable pods = 88%" in n for n in plan.notes)
+    # a rollback brings stable back to its size before the canary goes
+    kinds = [type(s) for s in plan.rollback]
+    assert kinds == [UndoRollout, ScaleDeployment, AwaitRollout, ScaleDeployment,
+                     DeleteDeployment]
+    assert plan.rollback[1] == ScaleDeployment("hello", 8)
+
+
+@pytest.mark.parametrize(("replicas", "options", "most"), [
+    (8, {"max_surge": 2}, 10),          # --max-surge 2
+    (8, {"max_surge": "25%"}, 10),
+    (50, {"steps": (95, 100)}, 51),     # 95 % of 50: 47 + 3, not 500 pods
+    (1, {}, 2),                         # one replica: its canary beside it
+])
+def test_the_pod_budget_follows_max_surge_and_size(replicas, options, most):
+    dep = deployment(revision=2, replicas=replicas)
+    plan = CanaryStrategy().plan(state(dep=dep), TARGET, Options({"steps": (50, 100),
+                                                                 **options}))
+    assert peak(plan, {"hello": replicas}) == most
+
+
+def test_no_surge_and_no_unavailable_pod_leaves_no_way_to_move_a_pod():
+    dep = deployment(revision=2, replicas=3)
+    with pytest.raises(InvalidInput, match="cannot take pods from the stable side"):
+        CanaryStrategy().plan(state(dep=dep), TARGET, Options({"max_surge": 0}))
+
+
+def test_without_leave_to_read_autoscalers_the_plan_says_it_assumes_none():
+    plan = CanaryStrategy().plan(state(autoscalers=None), TARGET, Options())
+    assert any("could not be read" in n for n in plan.notes)
+    assert not any(isinstance(s, ApplyDeployment) and s.ratio_of for s in plan.steps)
 
 
 def test_canary_pods_are_labelled_and_selected_apart_from_stable():
@@ -87,8 +177,9 @@ def test_canary_pods_are_labelled_and_selected_apart_from_stable():
 def test_rollback_restores_stable_before_removing_the_canary():
     plan = CanaryStrategy().plan(state(), TARGET, Options({"steps": (50,)}))
     kinds = [type(s) for s in plan.rollback]
-    assert kinds == [UndoRollout, AwaitRollout, ScaleDeployment, DeleteDeployment]
-    assert plan.rollback[1] == AwaitRollout("hello", "1.0.0")
+    assert kinds == [UndoRollout, ScaleDeployment, AwaitRollout, ScaleDeployment,
+                     DeleteDeployment]
+    assert plan.rollback[1:3] == (ScaleDeployment("hello", 3), AwaitRollout("hello", "1.0.0"))
 
 
 def test_affinity_is_set_for_the_run_and_restored():
@@ -158,7 +249,7 @@ def test_after_a_blue_green_the_live_green_side_is_the_stable_one():
     plan = CanaryStrategy().plan(live, Target(parse_image("hello:v3"), "3.0.0"), Options())
     assert plan.steps[0] == SetServiceSelector("hello", {"app": "hello"})
     apply = next(s for s in plan.steps if isinstance(s, ApplyDeployment))
-    assert apply.ratio_of == "hello-green"
+    assert ScaleDeployment("hello-green", 2) in plan.steps  # the canary's pod comes from it
     assert apply.body["metadata"]["annotations"]["deployer.dev/canary-of"] == "hello-green"
     assert next(s for s in plan.steps if isinstance(s, UpdateDeployment)).deployment == \
         "hello-green"
@@ -184,10 +275,10 @@ def test_is_current_only_without_a_canary_and_on_the_target_image():
 def test_a_weight_the_replica_ratio_cannot_come_near_is_a_warning():
     target = Target(parse_image("hello:v2"), "2.0.0")
     plan = CanaryStrategy().plan(state(), target, Options({"steps": (10, 100), "clients": 40}))
-    assert any("10% is out of reach with 3 stable pods: it runs at 25%" in w
+    assert any("10% is out of reach with 3 pods: it runs at 33%" in w
                for w in plan.warnings)
     assert plan.to_json()["warnings"] == list(plan.warnings)
-    plan = CanaryStrategy().plan(state(), target,
+    plan = CanaryStrategy().plan(state(autoscalers=AUTOSCALED), target,
                                  Options({"steps": (25, 50, 100), "clients": 40}))
     assert any("20 clients cannot tell a 25% share from none" in w for w in plan.warnings)
     assert not any("out of reach" in w for w in plan.warnings)

@@ -344,6 +344,22 @@ def test_a_resized_stable_deployment_resizes_the_canary_to_keep_its_weight(clust
     assert engine.ctx.traffic.client_versions["127.0.0.2"] == "2.0.0"  # measured afresh
 
 
+def test_a_stable_side_that_gave_pods_to_the_canary_forgets_what_clients_met(cluster_ip):
+    # The canary took a pod from stable since the last step: clients of the removed pod
+    # met another one, which is not a broken affinity. The canary is left as it is.
+    gw, _, clock = canary_cluster(port=cluster_ip.port, stable=2)
+    addresses = clients(40)
+    cluster_ip.pinned = {a: "2.0.0" for a in addresses[:10]}
+    engine = make_engine(gw, clock, client_addresses=addresses)
+    engine.ctx.traffic.stable_size = 3
+    engine.ctx.traffic.client_versions["127.0.0.2"] = "1.0.0"  # its pod was given away
+    engine.execute(step(share=0.25))
+    assert [s.kind for s in engine.reporter.steps] == ["verify-traffic"]
+    assert engine.reporter.checks["stickiness"].phase is Phase.SUCCESSFUL
+    assert engine.ctx.traffic.stable_size == 2
+    assert engine.ctx.traffic.client_versions["127.0.0.2"] == "2.0.0"  # measured afresh
+
+
 def test_a_canary_scaled_down_by_a_forced_rollback_is_not_scaled_back_up():
     """``rollback --force`` took the lock a moment ago and scaled the canary to 0; the
     analysis would resize it to keep the weight, but that write reads the Lease first."""
