@@ -126,3 +126,51 @@ class ServiceClient:
               f"{sorted(set(self.answers))}, {self.failed} failed requests")
         for error in self.errors:
             print(f"  failed: {error}")
+
+
+class PodCounter:
+    """Watches the pods a selector matches and keeps the most that ran at once: pods not
+    yet finished and not being deleted (Kubernetes' own surge counts them the same way;
+    a terminating pod has left the Service already). Use it as a context manager."""
+
+    def __init__(self, kube: Any, namespace: str, selector: str = "app=hello"):
+        self.kube, self.namespace, self.selector = kube, namespace, selector
+        self.most = 0
+        self.events = 0
+        self._alive: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set():
+            w = watch.Watch()
+            try:
+                for event in w.stream(self.kube.core.list_namespaced_pod, self.namespace,
+                                      label_selector=self.selector, timeout_seconds=5):
+                    pod = event["object"]
+                    name = pod.metadata.name
+                    done = pod.status.phase in ("Succeeded", "Failed")
+                    if event["type"] == "DELETED" or pod.metadata.deletion_timestamp or done:
+                        self._alive.discard(name)
+                    else:
+                        self._alive.add(name)
+                    self.events += 1
+                    self.most = max(self.most, len(self._alive))
+                    if self._stop.is_set():
+                        break
+            except Exception:  # noqa: BLE001 - a dropped watch is started again
+                time.sleep(0.2)
+            finally:
+                w.stop()
+
+    def __enter__(self) -> PodCounter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        print(f"pod counter: at most {self.most} pods of {self.selector} at once "
+              f"({self.events} events)")

@@ -8,6 +8,7 @@ from kubernetes import client
 
 from tests.e2e import lab
 from tests.e2e.app_checks import (
+    PodCounter,
     ServiceClient,
     deployment_image,
     resource_versions,
@@ -79,8 +80,9 @@ def test_dry_run_prints_the_achievable_shares_and_changes_nothing(shared_hello, 
                       "--steps", "20,50,100", "--interval", "30s", "--dry-run")
 
     assert result.code == 0, result
-    assert "20% requested -> 1 canary + 3 stable pods = 25%" in result.stderr
-    assert "50% requested -> 3 canary + 3 stable pods = 50%" in result.stderr
+    assert "20% requested -> 1 canary + 2 stable pods = 33%" in result.stderr
+    assert "50% requested -> 1 canary + 2 stable pods = 33%" in result.stderr
+    assert "with at most 4 pods at once" in result.stderr
     assert "minimum duration: 60s" in result.stderr
     assert resource_versions(kube, namespace) == before
 
@@ -157,20 +159,24 @@ def test_rollback_after_a_promoted_canary_restores_v1(namespace, deploy_hello, k
 @pytest.mark.timeout(600)
 def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, deploy_hello, kube):
     deploy_hello(namespace)
+    # A real HorizontalPodAutoscaler sizes hello: the canary runs beside stable. Without a
+    # metrics server it changes nothing until its minimum is raised above the size (below
+    # its minimum the controller scales the target up without needing any metric).
+    autoscaling = client.AutoscalingV1Api(kube.api_client)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(
+        namespace, {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+                    "metadata": {"name": "hello"},
+                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
+                                                "name": "hello"},
+                             "minReplicas": 3, "maxReplicas": 6}})
     # 40 s of analysis per step: the autoscaler controller acts within its 15 s sync period,
     # so the resize lands in the first analysis (asserted below), with time left to follow it.
     run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
                      "--steps", "25,50,100", "--interval", "40s", "--client-addresses", CLIENTS)
     wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
              "the first analysis step")
-    # A real HorizontalPodAutoscaler: below its minimum the controller scales the target
-    # up without needing any metric.
-    client.AutoscalingV1Api(kube.api_client).create_namespaced_horizontal_pod_autoscaler(
-        namespace, {"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
-                    "metadata": {"name": "hello"},
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
-                                                "name": "hello"},
-                             "minReplicas": 6, "maxReplicas": 6}})
+    autoscaling.patch_namespaced_horizontal_pod_autoscaler(
+        "hello", namespace, {"spec": {"minReplicas": 6}})
     wait_for(lambda: kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 6,
              60, 0.5, "the autoscaler to resize hello")
     assert (run_record(kube, namespace) or {}).get("position") == 2, \
@@ -180,6 +186,7 @@ def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, de
 
     assert result.code == 0, result
     notes = result.report["notes"]
+    assert any("sized by the HorizontalPodAutoscaler hello" in n for n in notes), notes
     # 25 % beside 6 stable pods is 2 canary pods, and 50 % is 6 instead of the planned 3
     assert any("hello now has 6 replicas: 2 canary pods (instead of 1)" in n for n in notes), notes
     assert any("hello now has 6 replicas: 6 canary pods (instead of 3)" in n for n in notes), notes
@@ -191,29 +198,30 @@ def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, de
     assert not canary_exists(kube, namespace)
 
 
-def test_an_app_selected_by_its_app_label_only_gets_a_canary_and_keeps_serving(namespace,
-                                                                               kube):
+def test_an_app_selected_by_its_app_label_only_gets_a_bounded_canary(namespace, kube):
     # `kubectl create deployment`'s shape: pods, selector and Service on app: hello alone,
-    # so the stable Deployment's selector matches the canary's pods too.
-    deploy = lab.hello_deployment(replicas=4, labels={"app": "hello"})
+    # so the stable Deployment's selector matches the canary's pods too; 8 replicas.
+    deploy = lab.hello_deployment(replicas=8, labels={"app": "hello"})
     svc = lab.hello_manifests()[1]
     svc["spec"]["selector"] = {"app": "hello"}
     kube.apps.create_namespaced_deployment(namespace, deploy)
     kube.core.create_namespaced_service(namespace, svc)
     lab.wait_deployment_available(kube, namespace, "hello")
 
-    with ServiceClient(kube, namespace) as during:
+    with ServiceClient(kube, namespace) as during, PodCounter(kube, namespace) as pods:
         bad = deployer(namespace, "canary", "--app", "hello", "--image", "v9",
-                       "--steps", "50,100")
+                       "--steps", "50,90")
         assert bad.code == 1, bad
         assert "ErrImagePull" in bad.stdout + bad.stderr
         good = deployer(namespace, "canary", "--app", "hello", "--image", "v2",
-                        "--steps", "50,100", "--client-addresses", CLIENTS)
+                        "--steps", "50,90", "--client-addresses", CLIENTS)
     assert good.code == 0, good
+    # the canary took its pods from stable: 8 replicas plus maxSurge (1), never 8 + 56
+    assert pods.events and pods.most == 9, pods.most
     assert not canary_exists(kube, namespace)
     # every pod of the app runs v2, none left over from either canary
     assert set(versions_by_pod(kube, namespace, "app=hello").values()) == {"2.0.0"}
-    assert len(versions_by_pod(kube, namespace, "app=hello")) == 4
+    assert len(versions_by_pod(kube, namespace, "app=hello")) == 8
     uid = kube.apps.read_namespaced_deployment("hello", namespace).metadata.uid
     for rs in kube.apps.list_namespaced_replica_set(namespace).items:  # none adopted
         if (rs.metadata.labels or {}).get("track") == "canary":
