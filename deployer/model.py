@@ -276,9 +276,13 @@ class ApplyDeployment(Step):
 @step_type
 @dataclass(frozen=True)
 class ScaleDeployment(Step):
+    """Set a Deployment's replicas. With ``service`` set, a scale-down ends only once the
+    removed pods are no endpoints of that Service any more (the side keeps serving)."""
+
     deployment: str
     replicas: int
     missing_ok: bool = False
+    service: str | None = None
 
     def replicas_after(self, replicas: dict[str, int]) -> dict[str, int]:
         if self.deployment not in replicas and self.missing_ok:
@@ -286,7 +290,8 @@ class ScaleDeployment(Step):
         return {**replicas, self.deployment: self.replicas}
 
     def describe(self) -> str:
-        return f"scale {self.deployment} to {self.replicas}"
+        return f"scale {self.deployment} to {self.replicas}" + (
+            f", the removed pods gone from service {self.service}" if self.service else "")
 
 
 @step_type

@@ -274,7 +274,7 @@ class CanaryStrategy:
                         steps += [ApplyDeployment(body(n)),
                                   AwaitRollout(name, target.expected_version)]
                     else:
-                        steps.append(ScaleDeployment(stable_name, n))
+                        steps.append(ScaleDeployment(stable_name, n, service=app))
                 canary_n, stable_now = pods, left
                 steps.append(verify(i, share, None))
             finish = []
@@ -283,15 +283,14 @@ class CanaryStrategy:
                     finish += [ScaleDeployment(stable_name, n),
                                AwaitRollout(stable_name, target.expected_version)]
                 else:
-                    finish.append(ScaleDeployment(name, n))
+                    finish.append(ScaleDeployment(name, n, service=app))
             # capacity first: stable back to its size and Ready before the canary goes
             undo.append(ScaleDeployment(stable_name, stable_n))
         if options.get("until_gate"):
             steps.append(Gate(f"canary at {share:.0%}"))
         steps += [
             *promote,
-            *finish,
-            ScaleDeployment(name, 0, missing_ok=True),
+            *(finish or [ScaleDeployment(name, 0, missing_ok=True)]),
             DeleteDeployment(name, app),
             *narrowed,
             *restore,

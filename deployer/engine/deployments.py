@@ -155,7 +155,16 @@ def scale(ctx: StepContext, step: ScaleDeployment) -> str | None:
         dep["spec"]["replicas"] = step.replicas
         return dep
 
-    return None if write(ctx, step.deployment, change) else "already at that size"
+    before = read(ctx, step.deployment) if step.service else None
+    if not write(ctx, step.deployment, change):
+        return "already at that size"
+    if step.service and before is not None and \
+            step.replicas < int(before["spec"].get("replicas") or 0):
+        # Pods taken from a side that keeps serving: done once they left the Service.
+        deadline = ctx.clock() + STOP_BUDGET
+        addresses = await_pods_stopped(ctx, before, deadline, keep=step.replicas)
+        endpoints_without(ctx, step.service, addresses, deadline)
+    return None
 
 
 def delete(ctx: StepContext, step: DeleteDeployment) -> str | None:

@@ -91,9 +91,11 @@ def await_ready_to_switch(ctx: StepContext, step: SetServiceSelector, name: str)
                                    "available and rolled out")
 
 
-def await_pods_stopped(ctx: StepContext, dep: K8sObject, deadline: float) -> set[str]:
-    """Wait until no pod of Deployment ``dep`` runs any more (a terminating one has left
-    every Service's endpoints already); returns the pod IPs seen meanwhile."""
+def await_pods_stopped(ctx: StepContext, dep: K8sObject, deadline: float,
+                       keep: int = 0) -> set[str]:
+    """Wait until no more than ``keep`` pods of Deployment ``dep`` run (a terminating one
+    has left every Service's endpoints already); returns the IPs of the pods that stopped
+    (with ``keep`` 0: of every pod seen meanwhile)."""
     name = dep["metadata"]["name"]
     selector = selector_of(dep)
     addresses: set[str] = set()
@@ -102,9 +104,12 @@ def await_pods_stopped(ctx: StepContext, dep: K8sObject, deadline: float) -> set
     def pending() -> str | None:
         nonlocal running
         listed = ctx.gateway.list_pods(selector)
-        addresses.update(ip for p in listed if (ip := (p.get("status") or {}).get("podIP")))
         running = [p for p in listed if not p["metadata"].get("deletionTimestamp")]
-        return f"{len(running)} pods of {name} still running" if running else None
+        addresses.update(ip for p in listed if (ip := (p.get("status") or {}).get("podIP"))
+                         and (not keep or p not in running))
+        return (f"{len(running)} pods of {name} still running" + (f" (of {keep})" if keep
+                                                                   else "")
+                if len(running) > keep else None)
 
     with ctx.gateway.changes(pod_selector=selector) as feed:
         ctx.wait_until(pending, deadline=deadline, interval=ctx.settings.poll_interval,

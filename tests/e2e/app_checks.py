@@ -46,6 +46,15 @@ def run_record(kube: Any, namespace: str, app: str = "hello") -> dict[str, Any] 
     return json.loads(raw) if raw else None
 
 
+def analysing(kube: Any, namespace: str, app: str = "hello") -> bool:
+    """The recorded run is at a traffic analysis step (a canary step's VerifyTraffic)."""
+    record = run_record(kube, namespace, app) or {}
+    steps = (record.get("plan") or {}).get("steps") or []
+    at = record.get("position")
+    return isinstance(at, int) and 0 <= at < len(steps) and \
+        steps[at].get("type") == "VerifyTraffic"
+
+
 def deployment_image(kube: Any, namespace: str, name: str = "hello") -> str:
     dep = kube.apps.read_namespaced_deployment(name, namespace)
     return str(dep.spec.template.spec.containers[0].image)

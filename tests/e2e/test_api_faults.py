@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.app_checks import (
+    analysing,
     deployment_image,
     resource_versions,
     run_record,
@@ -115,7 +116,8 @@ def test_reset_after_creating_the_canary_adopts_it(namespace, deploy_hello, kube
     assert [e.outcome for e in proxy.requests("POST", path)][:2] == [
         "reset_after_forward:201", 409]
     canary = kube.apps.read_namespaced_deployment("hello-canary", namespace)
-    assert canary.spec.replicas == 3, "the weight is applied once, as planned"
+    assert canary.spec.replicas == 1, "applied once, as planned (1 of the 3 pods)"
+    assert kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 2
     assert deployer(namespace, "abort", "--app", "hello").code == 0
 
 
@@ -238,8 +240,7 @@ def test_apiserver_restart_during_a_canary_analysis(namespace, deploy_hello, kub
     deploy_hello(namespace)
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
                      "--interval", "20s", "--client-addresses", CLIENTS)
-    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 60, 0.2,
-             "the analysis step")
+    wait_for(lambda: analysing(kube, namespace), 60, 0.2, "the analysis step")
 
     restart_apiserver()
     result = run.wait(300)
@@ -260,8 +261,7 @@ def test_a_stopped_holder_taken_over_after_expiry_writes_nothing_when_resumed(na
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--weight", "50",
                      "--interval", "60s", "--client-addresses", CLIENTS,
                      env={"DEPLOYER_LEASE_SECONDS": "8"})
-    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 60, 0.2,
-             "the analysis step")
+    wait_for(lambda: analysing(kube, namespace), 60, 0.2, "the analysis step")
     run.proc.send_signal(signal.SIGSTOP)
     try:
         rollback = deployer(namespace, "-o", "json", "rollback", "--app", "hello",
@@ -385,8 +385,7 @@ def test_use_context_during_a_run_does_not_move_it_to_another_cluster(namespace,
     run = Background(namespace, "--kubeconfig", str(kubeconfig), "-o", "json", "canary",
                      "--app", "hello", "--image", "v2", "--weight", "50", "--interval", "20s",
                      "--client-addresses", CLIENTS)
-    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
-             "the analysis step")
+    wait_for(lambda: analysing(kube, namespace), 90, 0.2, "the analysis step")
 
     config["current-context"] = "elsewhere"  # what `kubectl config use-context` writes
     kubeconfig.write_text(yaml.safe_dump(config))

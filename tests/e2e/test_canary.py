@@ -10,9 +10,9 @@ from tests.e2e import lab
 from tests.e2e.app_checks import (
     PodCounter,
     ServiceClient,
+    analysing,
     deployment_image,
     resource_versions,
-    run_record,
     versions_by_pod,
 )
 from tests.e2e.deployer_cli import Background, deployer, run_printed
@@ -173,13 +173,12 @@ def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, de
     # so the resize lands in the first analysis (asserted below), with time left to follow it.
     run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
                      "--steps", "25,50,100", "--interval", "40s", "--client-addresses", CLIENTS)
-    wait_for(lambda: (run_record(kube, namespace) or {}).get("position") == 2, 90, 0.2,
-             "the first analysis step")
+    wait_for(lambda: analysing(kube, namespace), 90, 0.2, "the first analysis step")
     autoscaling.patch_namespaced_horizontal_pod_autoscaler(
         "hello", namespace, {"spec": {"minReplicas": 6}})
     wait_for(lambda: kube.apps.read_namespaced_deployment("hello", namespace).spec.replicas == 6,
              60, 0.5, "the autoscaler to resize hello")
-    assert (run_record(kube, namespace) or {}).get("position") == 2, \
+    assert analysing(kube, namespace), \
         "the resize must happen during the first analysis step"
 
     result = run.wait(420)
@@ -214,10 +213,11 @@ def test_an_app_selected_by_its_app_label_only_gets_a_bounded_canary(namespace, 
         assert bad.code == 1, bad
         assert "ErrImagePull" in bad.stdout + bad.stderr
         good = deployer(namespace, "canary", "--app", "hello", "--image", "v2",
-                        "--steps", "50,90", "--client-addresses", CLIENTS)
+                        "--steps", "50,90", "--max-surge", "25%", "--client-addresses",
+                        CLIENTS)
     assert good.code == 0, good
-    # the canary took its pods from stable: 8 replicas plus maxSurge (1), never 8 + 56
-    assert pods.events and pods.most == 9, pods.most
+    # the canary took its pods from stable: 8 replicas plus 25 % (2), never 8 + 56
+    assert pods.events and pods.most == 10, pods.most
     assert not canary_exists(kube, namespace)
     # every pod of the app runs v2, none left over from either canary
     assert set(versions_by_pod(kube, namespace, "app=hello").values()) == {"2.0.0"}

@@ -14,6 +14,7 @@ import pytest
 
 from tests.e2e.app_checks import (
     ServiceClient,
+    analysing,
     deployment_image,
     run_record,
     versions_by_pod,
@@ -101,7 +102,7 @@ def test_with_atomic_a_cancelled_ci_job_rolls_a_canary_back_before_exiting(names
     run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
                      "--weight", "50", "--interval", "120s", "--atomic",
                      "--client-addresses", CLIENTS)
-    wait_for(lambda: at_step(kube, namespace, 2), 90, 0.3, "the analysis step")
+    wait_for(lambda: analysing(kube, namespace), 90, 0.3, "the analysis step")
     with ServiceClient(kube, namespace) as traffic:
         run.proc.send_signal(signal.SIGTERM)
         result = run.wait(120)
@@ -169,7 +170,7 @@ def test_force_rollback_during_a_deploy_stops_that_deploy_before_its_next_write(
     deploy_hello(namespace)
     run = Background(namespace, "canary", "--app", "hello", "--image", "v2", "--steps",
                      "25,50,100", "--interval", "20s", "--client-addresses", CLIENTS)
-    wait_for(lambda: at_step(kube, namespace, 2), 60, 0.3, "the first analysis")
+    wait_for(lambda: analysing(kube, namespace), 60, 0.3, "the first analysis")
 
     rollback = deployer(namespace, "-o", "json", "rollback", "--app", "hello", "--force")
     deploy = run.wait(120)
@@ -182,7 +183,9 @@ def test_force_rollback_during_a_deploy_stops_that_deploy_before_its_next_write(
     assert names == ["hello"]
 
 
-CANARY_STEPS = 10  # 2 x (apply, await, verify) + update, await, scale, delete
+# 3 replicas at 25,50: apply 1 canary pod, await it, scale stable to 2, verify, verify (the
+# same 1 + 2), then update stable, await, scale it to 3, await, scale the canary to 0, delete
+CANARY_STEPS = 11
 BLUE_GREEN_STEPS = 6  # narrow selector, apply green, await, switch, verify, scale old
 
 

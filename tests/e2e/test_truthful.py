@@ -85,7 +85,7 @@ def test_a_canary_no_client_reaches_is_rejected_by_the_share_check(namespace, de
     assert result.code == 1, result
     checks = {c["check"]: c for c in result.report["checks"]}
     assert checks["traffic-share"]["phase"] == "Failed", checks
-    assert "0 of 200 clients (0%) got 2.0.0, planned 25%" in checks["traffic-share"]["message"]
+    assert "0 of 200 clients (0%) got 2.0.0, planned 33%" in checks["traffic-share"]["message"]
     assert set(versions_by_pod(kube, namespace, "app=hello,track=stable").values()) == {"1.0.0"}
 
 

@@ -249,7 +249,7 @@ def test_after_a_blue_green_the_live_green_side_is_the_stable_one():
     plan = CanaryStrategy().plan(live, Target(parse_image("hello:v3"), "3.0.0"), Options())
     assert plan.steps[0] == SetServiceSelector("hello", {"app": "hello"})
     apply = next(s for s in plan.steps if isinstance(s, ApplyDeployment))
-    assert ScaleDeployment("hello-green", 2) in plan.steps  # the canary's pod comes from it
+    assert ScaleDeployment("hello-green", 2, service="hello") in plan.steps  # gives a pod
     assert apply.body["metadata"]["annotations"]["deployer.dev/canary-of"] == "hello-green"
     assert next(s for s in plan.steps if isinstance(s, UpdateDeployment)).deployment == \
         "hello-green"

@@ -610,3 +610,35 @@ def test_an_outage_longer_than_the_lease_is_ridden_out_within_the_budget():
     assert note(engine) == "deployment hello successfully rolled out"
     assert wall[0] - 1_900_000_000.0 >= 31, "the outage outlasted the lease"
     assert clock.sleeps.count(RETRY_PAUSE) >= 3
+
+
+def test_pods_taken_from_a_serving_side_have_left_its_service_when_the_scale_ends():
+    gw, controller, clock = blue_green()
+    gw.services["hello"]["spec"]["selector"] = {"app": "hello"}
+    controller.tick()
+    before = {p["status"]["podIP"] for p in controller.pods_of("hello-blue")}
+    ticks = 0
+
+    def tick() -> None:  # the endpoints follow two looks after the pods stop
+        nonlocal ticks
+        ticks += 1
+        controller.endpoints_frozen = ticks <= 2
+        Controller.tick(controller)
+
+    gw.advance = clock.on_sleep = tick
+    engine = make_engine(gw, clock)
+    engine.execute(ScaleDeployment("hello-blue", 1, service="hello"))
+
+    kept = {p["status"]["podIP"] for p in controller.pods_of("hello-blue")}
+    assert len(kept) == 1 and kept <= before
+    assert gw.endpoint_addresses("hello") & before == kept
+    assert "terminating pods still endpoints of service hello" in err_text(engine)
+    assert clock.sleeps[-1] == KUBE_PROXY_SYNC
+
+
+def test_a_scale_up_or_a_scale_without_a_service_does_not_wait():
+    gw, controller, clock = blue_green()
+    engine = make_engine(gw, clock)
+    engine.execute(ScaleDeployment("hello-blue", 1))
+    engine.execute(ScaleDeployment("hello-blue", 3, service="hello"))
+    assert clock.sleeps == []
