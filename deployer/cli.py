@@ -532,7 +532,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
             reporter.note(f"resuming run {in_progress.id} ({in_progress.phase}) at step "
                           f"{(in_progress.position or 0) + 1}: {in_progress.step}")
             _say_recorded(reporter, in_progress, applied)
-            settings = _recorded_settings(effective, started + g.timeout, clients, atomic)
+            settings = _recorded_settings(effective, started + g.timeout, clients, atomic,
+                                          in_progress.container or state.container)
             engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
             outcome = engine.run(resumed, Journal(gw, app_name, in_progress),
                                  start=in_progress.position or 0)
@@ -559,7 +560,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                            settings=recorded.snapshot(options, checks),
                            container=state.container)
         journal = Journal(gw, app_name, record)
-        settings = _recorded_settings(checks, started + g.timeout, clients, atomic)
+        settings = _recorded_settings(checks, started + g.timeout, clients, atomic,
+                                      state.container)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         outcome = engine.run(plan, journal)
         return _finish(reporter, outcome)
@@ -584,12 +586,12 @@ def _given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _recorded_settings(checks: dict[str, Any], deadline: float, clients: tuple[str, ...],
-                       atomic: bool) -> RunSettings:
+                       atomic: bool, container: str | None) -> RunSettings:
     from deployer.engine import RunSettings
 
     return RunSettings(deadline=deadline, progress_deadline=checks.get("progress_deadline"),
                        verify=_verify_options(str(checks.get("check_via") or "proxy"),
-                                              int(checks.get("samples") or 3)),
+                                              int(checks.get("samples") or 3), container),
                        client_addresses=clients, atomic=atomic)
 
 
@@ -663,12 +665,14 @@ def _check_via(value: str) -> str:
                        "template such as http://{pod_ip}:8080/version", id="invalid-check-via")
 
 
-def _verify_options(mode: str, samples: int) -> VerifyOptions:
+def _verify_options(mode: str, samples: int, container: str | None = None) -> VerifyOptions:
+    """How pods are verified; ``container`` is the one deployed (its port is asked)."""
     from deployer.health.verifier import VerifyOptions
 
     if mode.startswith(("http://", "https://")):
-        return VerifyOptions(samples=samples, http_mode="url", url_template=mode)
-    return VerifyOptions(samples=samples, http_mode=mode)
+        return VerifyOptions(samples=samples, http_mode="url", url_template=mode,
+                             container=container)
+    return VerifyOptions(samples=samples, http_mode=mode, container=container)
 
 
 def _client_addresses(text: str | None) -> tuple[str, ...]:
@@ -880,6 +884,7 @@ def rollback(
         state, kind, plan, about = choose()
         reporter = report_for(state, kind, about)
         settings = RunSettings(deadline=started + g.timeout, progress_deadline=progress,
+                               verify=_verify_options("proxy", 3, state.container),
                                client_addresses=_client_addresses(None))
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if kind == "nothing" or plan is None:
@@ -1130,7 +1135,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
                           from_version=live_version, expected_version=record.from_version)
         _say_recorded(reporter, record, {})
         settings = _recorded_settings(record.settings or {}, started + g.timeout, clients,
-                                      atomic)
+                                      atomic, _recorded_container(gw, app_name, record))
         journal = Journal(gw, app_name, record)
         engine = Engine(gw, reporter, settings, lock=guard.lock, stop=guard.stop)
         if action == "promote":

@@ -133,7 +133,8 @@ def pod_versions(ctx: StepContext, probe: VersionProbe, deployment: str, expecte
     if expected is None:
         return Measurement(check, Phase.INCONCLUSIVE,
                            f"no expected version for {deployment}; not checked"), pods
-    port = container_port(dep, None, ctx.settings.verify.port) or DEFAULT_PORT
+    port = container_port(dep, ctx.settings.verify.container,
+                          ctx.settings.verify.port) or DEFAULT_PORT
     answers = probe.versions([p for p in pods if is_ready(p)], port)
     wrong = {p: v for p, v in answers.items() if not v.startswith("error") and v != expected}
     details = {"expected": expected, "answers": answers}

@@ -34,6 +34,7 @@ class VerifyOptions:
     url_template: str | None = None  # for "url": e.g. https://{pod_ip}:8443/version
     port: int | str | None = None
     path: str = "/version"
+    container: str | None = None  # the container deployed: its port answers /version
 
     @property
     def probe(self) -> ProbeOptions:
@@ -111,8 +112,8 @@ class RolloutVerifier:
         self.name = deployment
         self.expected_version = expected_version
         self.since = since
-        self.container = container
         self.options = options or VerifyOptions()
+        self.container = container or self.options.container
         self.pod_check = PodFailureCheck(clock=clock)
         self.version_check = (VersionCheck(expected_version, self.options.samples,
                                            self.options.failure_limit, self.options.error_limit)

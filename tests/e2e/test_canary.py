@@ -228,3 +228,36 @@ def test_an_app_selected_by_its_app_label_only_gets_a_bounded_canary(namespace, 
             assert uid not in [o.uid for o in rs.metadata.owner_references or []]
     assert during.failed == 0, during.errors[:5]
     assert set(during.answers) <= {"1.0.0", "2.0.0"} and "2.0.0" in during.answers
+
+
+def test_a_pod_with_a_sidecar_first_is_verified_on_the_deployed_containers_port(namespace,
+                                                                                kube):
+    # The seeds' pod shape: an init container, a sidecar listed first (it answers /version
+    # on its own port, always 1.0.0), and the app's container `web` with a startup probe.
+    dep = lab.hello_deployment(replicas=3)
+    spec = dep["spec"]["template"]["spec"]
+    web = spec["containers"][0]
+    web["name"] = "web"
+    web["startupProbe"] = {"httpGet": {"path": "/healthz", "port": "http"},
+                           "periodSeconds": 1, "failureThreshold": 30}
+    sidecar = {"name": "proxy", "image": "hello:v1", "imagePullPolicy": "IfNotPresent",
+               "command": ["/bin/busybox", "sh", "-c",
+                           "trap 'exit 0' TERM; /bin/busybox httpd -f -p 9090 -h /www & wait"],
+               "ports": [{"name": "admin", "containerPort": 9090}]}
+    spec["containers"] = [sidecar, web]
+    spec["initContainers"] = [{"name": "init", "image": "hello:v1",
+                               "imagePullPolicy": "IfNotPresent",
+                               "command": ["/bin/busybox", "true"]}]
+    kube.apps.create_namespaced_deployment(namespace, dep)
+    kube.core.create_namespaced_service(namespace, lab.hello_manifests()[1])
+    lab.wait_deployment_available(kube, namespace, "hello")
+
+    result = deployer(namespace, "canary", "--app", "hello", "--container", "web",
+                      "--image", "v2", "--steps", "50", "--client-addresses", CLIENTS)
+
+    assert result.code == 0, result
+    images = {c.name: c.image for c in kube.apps.read_namespaced_deployment(
+        "hello", namespace).spec.template.spec.containers}
+    assert images == {"proxy": "hello:v1", "web": "hello:v2"}
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+    assert not canary_exists(kube, namespace)

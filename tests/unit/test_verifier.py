@@ -89,6 +89,17 @@ def test_every_ready_new_pod_must_answer_the_version_several_times_in_a_row():
     assert len(gw.gets) == 9  # verified pods are not asked again
 
 
+def test_with_a_sidecar_first_the_deployed_containers_port_is_asked():
+    gw = cluster()
+    containers = gw.deployments["hello"]["spec"]["template"]["spec"]["containers"]
+    containers.insert(0, {"name": "proxy", "image": "proxy:1",
+                          "ports": [{"name": "admin", "containerPort": 15000}]})
+    three_new_pods(gw)
+    for _ in range(3):
+        verifier(gw, container="hello").evaluate()
+    assert gw.gets and all(g.endswith(":8080/version") for g in gw.gets), gw.gets
+
+
 def test_pods_that_are_not_ready_or_terminating_are_not_asked():
     gw = cluster()
     add_pod(gw, "hello-new-0")
