@@ -447,7 +447,10 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                      ("service", state.service)], allowed=ctx.meta.get("allow_gitops", False)),
                 preflight.check_quota(gw, plan, state.replica_counts(),
                                       {state.deployment_name: state.deployment, **state.others},
-                                      live.deployment["spec"]["template"])):
+                                      live.deployment["spec"]["template"]),
+                preflight.check_budgets(gw, plan, state.replica_counts(),
+                                        {state.deployment_name: state.deployment,
+                                         **state.others})):
             if note and note not in g.notes:
                 g.notes.append(note)
         in_progress = read_run(gw, app_name)

@@ -248,6 +248,7 @@ class Gateway:
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
         self._http: httpx.Client | None = None
         self._slices: str | None = None  # the EndpointSlice path, once discovered ("": none)
+        self._budgets: str | None = None  # the PodDisruptionBudget path, likewise
 
     # ----------------------------------------------------------------- plumbing
 
@@ -385,6 +386,24 @@ class Gateway:
             self._slices = (f"/apis/discovery.k8s.io/{version}/namespaces/{{namespace}}/"
                             "endpointslices") if version else ""
         return self._slices or None
+
+    def list_disruption_budgets(self) -> list[dict[str, Any]]:
+        """The namespace's PodDisruptionBudgets: policy/v1 from 1.21, v1beta1 before (the
+        lab's 1.20); none where neither is served."""
+        if self._budgets is None:
+            try:
+                group = self._call("reading API group policy", "GET", "/apis/policy")
+                served = {v.get("version") for v in (group or {}).get("versions") or []}
+            except NotFound:
+                served = set()
+            version = next((v for v in ("v1", "v1beta1") if v in served), "")
+            self._budgets = (f"/apis/policy/{version}/namespaces/{{namespace}}/"
+                             "poddisruptionbudgets") if version else ""
+        if not self._budgets:
+            return []
+        out = self._call("listing poddisruptionbudgets", "GET", self._budgets,
+                         params=self._ns())
+        return list(out.get("items") or [])
 
     def endpoint_addresses(self, service: str) -> set[str]:
         """Ready addresses of a Service: the union of its EndpointSlices (what kube-proxy

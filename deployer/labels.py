@@ -115,3 +115,21 @@ def kept_label_warnings(dep: dict[str, Any], version: str | None) -> tuple[str, 
     return (f"{dep['metadata']['name']} selects its pods by {key}={old}, and a selector "
             f"cannot change: its pods run {version or 'the new image'} still labelled "
             f"{key}={old} (blue-green moves a version label with the version)",)
+
+
+def selector_matches(selector: dict[str, Any], labels: dict[str, Any]) -> bool:
+    """A LabelSelector (matchLabels and matchExpressions: In, NotIn, Exists,
+    DoesNotExist) against a set of labels, as the API server evaluates it."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for term in selector.get("matchExpressions") or []:
+        key, op, values = term.get("key"), term.get("operator"), term.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deployer.errors import InvalidInput, NotAuthorised
+from deployer.labels import pod_labels, selector_matches
 from deployer.model import (
     STEP_TYPES,
     ApplyDeployment,
@@ -24,6 +25,7 @@ from deployer.model import (
     labels_text,
 )
 from deployer.validation import quantity
+from deployer.weights import pods_of
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -265,3 +267,78 @@ def _amount(value: float, resource: str) -> str:
     if resource.endswith("cpu"):
         return f"{value * 1000:g}m"
     return f"{value:g}"
+
+
+# ------------------------------------------------------------------ disruption budgets
+
+
+def check_budgets(gateway: ClusterGateway, plan: Plan, start: dict[str, int],
+                  deployments: dict[str, dict[str, Any]]) -> str | None:
+    """Refuse, before any write, a plan that would leave fewer of the app's pods than a
+    PodDisruptionBudget asks for: exit 2, naming the budget, the step and the numbers.
+
+    Scaling a Deployment down does not go through evictions, so Kubernetes would not stop
+    it; deployer counts, step by step, the pods of the Deployments the budget selects:
+    after each step, and during an update the ones it stops (all of them for a recreate,
+    maxUnavailable for a rolling update). The budget's percentages are of the app's size
+    at the start, rounded up as the disruption controller rounds them. Returns a note when
+    the budgets could not be checked."""
+    try:
+        budgets = gateway.list_disruption_budgets()
+    except NotAuthorised:
+        return ("disruption budgets not checked: this identity may not list "
+                "poddisruptionbudgets")
+    if not budgets:
+        return None
+    labels = {name: pod_labels(d) for name, d in deployments.items()}
+    for step in plan.steps:
+        if isinstance(step, ApplyDeployment):
+            labels[step.name] = pod_labels(step.body)
+    timeline = plan.replica_timeline(start)
+    problems, unchecked = [], []
+    for budget in budgets:
+        name = budget["metadata"]["name"]
+        spec = budget.get("spec") or {}
+        selector = spec.get("selector") or {}
+        if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            unchecked.append(f"{name} (no selector)")
+            continue
+        matching = {n for n, have in labels.items() if selector_matches(selector, have)}
+        expected = sum(start.get(n, 0) for n in matching)
+        if not expected:
+            continue
+        if spec.get("minAvailable") is not None:
+            required = pods_of(spec["minAvailable"], expected, round_up=True)
+            rule = f"minAvailable {spec['minAvailable']}"
+        elif spec.get("maxUnavailable") is not None:
+            required = expected - pods_of(spec["maxUnavailable"], expected, round_up=True)
+            rule = f"maxUnavailable {spec['maxUnavailable']}"
+        else:
+            continue
+        now = dict(start)
+        for i, (step, after) in enumerate(zip(plan.steps, timeline, strict=True)):
+            left = sum(after.get(n, 0) for n in matching)
+            if isinstance(step, UpdateDeployment) and step.deployment in matching:
+                size = now.get(step.deployment, 0)
+                chosen = step.strategy or (deployments.get(step.deployment) or {}).get(
+                    "spec", {}).get("strategy") or {}
+                stopped = size if chosen.get("type") == "Recreate" else pods_of(
+                    (chosen.get("rollingUpdate") or {}).get("maxUnavailable", "25%"), size,
+                    round_up=False)
+                left = min(left, sum(now.get(n, 0) for n in matching) - stopped)
+            if left < required:
+                problems.append(f"poddisruptionbudget {name} ({rule}) keeps {required} of "
+                                f"its {expected} pods available, and step {i + 1} "
+                                f"({step.describe()}) leaves {max(left, 0)}")
+                break
+            now = after
+    if problems:
+        raise InvalidInput(
+            f"{plan.strategy} would take the app below its disruption budget: "
+            f"{'; '.join(problems)}; nothing was changed", id="disruption-budget",
+            hint="choose a plan that keeps enough pods (rolling with --max-unavailable 0, "
+                 "canary or blue-green), or relax the budget (kubectl edit pdb)")
+    if unchecked:
+        return f"disruption budgets not checked: {', '.join(unchecked)}"
+    return None
+

@@ -317,6 +317,29 @@ def test_quota_that_blocks_new_pods_is_refused_before_any_change(namespace, depl
     assert deployment_image(kube, namespace) == "hello:v2"
 
 
+def test_a_disruption_budget_refuses_a_recreate_before_any_change(namespace, deploy_hello,
+                                                                   kube):
+    deploy_hello(namespace)
+    # the lab's 1.20 serves PodDisruptionBudgets as policy/v1beta1 (v1 from 1.21): deployer
+    # picks the served version, as it does for EndpointSlices
+    pdb = {"apiVersion": "policy/v1beta1", "kind": "PodDisruptionBudget",
+           "metadata": {"name": "hello"},
+           "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "hello"}}}}
+    subprocess.run(["kubectl", "-n", namespace, "create", "-f", "-"], input=json.dumps(pdb),
+                   text=True, check=True, capture_output=True)
+    before = resource_versions(kube, namespace)
+
+    refused = deployer(namespace, "recreate", "--app", "hello", "--image", "v2")
+
+    assert refused.code == 2, refused
+    assert "poddisruptionbudget hello (minAvailable 2) keeps 2 of its 3 pods available" in \
+        " ".join(refused.stderr.split())
+    assert resource_versions(kube, namespace) == before
+    # a canary keeps every pod serving: it passes the same budget
+    assert deployer(namespace, "canary", "--app", "hello", "--image", "v2", "--dry-run").code \
+        == 0
+
+
 def test_a_paused_deployment_is_refused_before_any_change(namespace, deploy_hello, kube):
     deploy_hello(namespace)
     kube.apps.patch_namespaced_deployment("hello", namespace, {"spec": {"paused": True}})

@@ -136,6 +136,7 @@ class FakeGateway:
         self.events: dict[str, list[dict[str, Any]]] = {}
         self.quotas: list[dict[str, Any]] = []
         self.autoscalers: list[dict[str, Any]] = []
+        self.budgets: list[dict[str, Any]] = []
         self.logs: dict[str, list[str]] = {}
         self.pod_answers: dict[str, str | HttpAnswer] = {}
         self.denied: set[tuple[str, str, str, str]] = set()
@@ -191,6 +192,11 @@ class FakeGateway:
 
     def list_resource_quotas(self) -> list[dict[str, Any]]:
         return copy.deepcopy(self.quotas)
+
+    def list_disruption_budgets(self) -> list[dict[str, Any]]:
+        if ("list", "policy", "poddisruptionbudgets", "") in self.denied:
+            raise NotAuthorised("poddisruptionbudgets is forbidden")
+        return copy.deepcopy(self.budgets)
 
     def list_autoscalers(self) -> list[dict[str, Any]]:
         if ("list", "autoscaling", "horizontalpodautoscalers", "") in self.denied:

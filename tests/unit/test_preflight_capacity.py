@@ -133,3 +133,83 @@ def test_helms_instance_label_alone_is_no_gitops_owner():
         preflight.check_owners([("service", {"metadata": {
             "name": "hello", "annotations": {"argocd.argoproj.io/tracking-id": "x"}}})],
             allowed=False)
+
+
+# ------------------------------------------------------------------ disruption budgets
+
+
+def budget(name="hello-pdb", selector=None, **spec):
+    return {"metadata": {"name": name},
+            "spec": {"selector": selector or {"matchLabels": {"app": "hello"}}, **spec}}
+
+
+def dry_run(argv, capsys) -> tuple[int, str]:
+    code = cli.run([*argv, "--dry-run"])
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_a_recreate_that_would_stop_every_pod_of_a_budget_is_refused(cli_cluster, capsys):
+    cli_cluster.budgets = [budget(minAvailable=1)]
+    code, said = dry_run(["recreate", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID, said
+    assert "poddisruptionbudget hello-pdb (minAvailable 1) keeps 1 of its 3 pods " \
+           "available, and step 1" in said and "leaves 0" in said
+    assert "disruption-budget" in said and cli_cluster.writes == []
+
+
+@pytest.mark.parametrize("command", [
+    ["rolling", "--app", "hello", "--image", "v2"],  # maxUnavailable 0: never below 3
+    ["canary", "--app", "hello", "--image", "v2"],  # takes pods only once new ones run
+    ["blue-green", "--app", "hello", "--image", "v2"],  # the old side goes after the switch
+])
+def test_plans_that_keep_every_pod_pass_a_budget_of_all_of_them(cli_cluster, capsys, command):
+    cli_cluster.budgets = [budget(maxUnavailable=0)]
+    code, said = dry_run(command, capsys)
+    assert code == ExitCode.OK, said
+
+
+def test_a_rolling_update_whose_max_unavailable_exceeds_the_budget_is_refused(cli_cluster,
+                                                                             capsys):
+    cli_cluster.budgets = [budget(minAvailable="100%")]
+    cli_cluster.deployments["hello"]["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] = 1
+    code, said = dry_run(["rolling", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.INVALID and "leaves 2" in said, said
+    code, said = dry_run(["rolling", "--app", "hello", "--image", "v2",
+                          "--max-unavailable", "0"], capsys)
+    assert code == ExitCode.OK, said
+
+
+def test_budgets_of_other_pods_or_without_a_selector_do_not_refuse(cli_cluster, capsys):
+    cli_cluster.budgets = [budget("other", {"matchLabels": {"app": "shop"}}, minAvailable=1),
+                           budget("wide", {"matchExpressions": [
+                               {"key": "app", "operator": "NotIn", "values": ["hello"]}]},
+                               minAvailable=1),
+                           {"metadata": {"name": "empty"}, "spec": {"minAvailable": 1}}]
+    code, said = dry_run(["recreate", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.OK, said
+    assert "disruption budgets not checked: empty (no selector)" in said
+
+
+def test_without_leave_to_list_budgets_the_run_says_they_were_not_checked(cli_cluster, capsys):
+    cli_cluster.denied.add(("list", "policy", "poddisruptionbudgets", ""))
+    cli_cluster.budgets = [budget(minAvailable=1)]
+    code, said = dry_run(["recreate", "--app", "hello", "--image", "v2"], capsys)
+    assert code == ExitCode.OK and "disruption budgets not checked" in said, said
+
+
+@pytest.mark.parametrize(("selector", "labels", "matches"), [
+    ({"matchLabels": {"app": "hello"}}, {"app": "hello", "track": "x"}, True),
+    ({"matchLabels": {"app": "hello"}}, {"app": "shop"}, False),
+    ({"matchExpressions": [{"key": "track", "operator": "In", "values": ["a", "b"]}]},
+     {"track": "b"}, True),
+    ({"matchExpressions": [{"key": "track", "operator": "In", "values": ["a"]}]}, {}, False),
+    ({"matchExpressions": [{"key": "track", "operator": "NotIn", "values": ["a"]}]}, {}, True),
+    ({"matchExpressions": [{"key": "track", "operator": "Exists"}]}, {"track": ""}, True),
+    ({"matchExpressions": [{"key": "track", "operator": "DoesNotExist"}]}, {"track": "a"},
+     False),
+])
+def test_label_selectors_are_evaluated_like_the_api_server(selector, labels, matches):
+    from deployer.labels import selector_matches
+
+    assert selector_matches(selector, labels) is matches
