@@ -23,6 +23,7 @@ from deployer.health.traffic import (
     SHARE,
     STICKY,
     ServiceTraffic,
+    request_errors,
     share_check,
     stickiness,
     unreachable,
@@ -175,4 +176,4 @@ def service_traffic(ctx: StepContext, step: VerifyTraffic) -> list[Measurement]:
     memory.client_versions.update(seen)
     share = share_check({a: seen[a] for a in fresh if a in seen}, step.new_version,
                         step.old_version, step.share)
-    return [sticky, share]
+    return [sticky, share, request_errors(answers)]

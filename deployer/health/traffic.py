@@ -25,6 +25,10 @@ from deployer.weights import ALPHA, clients_needed
 
 SHARE = "traffic-share"
 STICKY = "stickiness"
+REQUEST_ERRORS = "service-requests"
+# A request that fails (a timeout, a reset, an HTTP error) says nothing of which version a
+# client is on; a few fail on any busy network. More than this share of them is a finding.
+ERROR_TOLERANCE = 0.01
 REQUESTS_PER_CLIENT = 5
 CONCURRENT_CLIENTS = 8  # clients asking at the same time (each its own connection)
 
@@ -87,12 +91,15 @@ def unreachable(answers: dict[str, list[Sample]]) -> bool:
 
 def stickiness(answers: dict[str, list[Sample]],
                earlier: dict[str, str]) -> tuple[Measurement, dict[str, str]]:
-    """Each client must get one version on every request, and the same as at earlier steps."""
+    """Each client must get one version on every request that was answered, and the same
+    as at earlier steps (failed requests are judged by :func:`request_errors`)."""
     seen: dict[str, str] = {}
     broken = []
     for address, samples in answers.items():
-        versions = {s.version or f"error: {s.error}" for s in samples}
-        if len(versions) != 1 or any(not s.ok for s in samples):
+        versions = {s.version for s in samples if s.ok and s.version}
+        if not versions:
+            continue  # no answer to tell a version by
+        if len(versions) != 1:
             broken.append(f"{address} got {sorted(versions)}")
             continue
         version = versions.pop()
@@ -100,6 +107,9 @@ def stickiness(answers: dict[str, list[Sample]],
         if address in earlier and earlier[address] != version:
             broken.append(f"{address} moved from {earlier[address]} to {version}")
     details = {"clients": len(answers), "broken": broken[:10]}
+    if not seen and not broken:
+        return Measurement(STICKY, Phase.ERROR, f"none of {len(answers)} clients got an "
+                           "answer", details), seen
     if broken:
         return Measurement(STICKY, Phase.FAILED,
                            f"{len(broken)} of {len(answers)} clients did not stay on one "
@@ -107,6 +117,23 @@ def stickiness(answers: dict[str, list[Sample]],
     return Measurement(STICKY, Phase.SUCCESSFUL,
                        f"each of {len(answers)} clients stayed on one version "
                        f"over {sum(len(s) for s in answers.values())} requests", details), seen
+
+
+def request_errors(answers: dict[str, list[Sample]]) -> Measurement:
+    """Requests through the Service that failed: more than ERROR_TOLERANCE of them (and
+    more than one) is a failure, each named by client; fewer are said, not judged."""
+    failed = [(a, s.error) for a, samples in answers.items() for s in samples if not s.ok]
+    total = sum(len(s) for s in answers.values())
+    named = [f"{a}: {e}" for a, e in failed[:10]]
+    details = {"requests": total, "failed": len(failed), "errors": named}
+    if not failed:
+        return Measurement(REQUEST_ERRORS, Phase.SUCCESSFUL,
+                           f"all {total} requests answered", details)
+    text = f"{len(failed)} of {total} requests failed ({'; '.join(named[:3])})"
+    if len(failed) > 1 and len(failed) > ERROR_TOLERANCE * total:
+        return Measurement(REQUEST_ERRORS, Phase.FAILED, text, details)
+    return Measurement(REQUEST_ERRORS, Phase.SUCCESSFUL,
+                       f"{text}: within {ERROR_TOLERANCE:.0%} of them", details)
 
 
 def share_check(versions: dict[str, str], new_version: str | None, old_version: str | None,

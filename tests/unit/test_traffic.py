@@ -4,7 +4,12 @@ import pytest
 
 from deployer.errors import InvalidInput
 from deployer.health.http import Sample
-from deployer.health.traffic import parse_client_addresses, share_check, stickiness
+from deployer.health.traffic import (
+    parse_client_addresses,
+    request_errors,
+    share_check,
+    stickiness,
+)
 from deployer.model import Phase
 from deployer.weights import clients_needed
 
@@ -93,6 +98,25 @@ def test_stickiness_passes_when_each_client_keeps_one_version():
 def test_a_client_that_flips_between_versions_fails():
     m, _ = stickiness({"a": samples("a", "1", "2", "1")}, {})
     assert m.phase is Phase.FAILED and "a got" in m.message
+
+
+def test_a_failed_request_is_no_version_change_and_is_counted_apart():
+    timed_out = [Sample("a", "1"), Sample("a", error="timed out"), Sample("a", "1")]
+    m, seen = stickiness({"a": timed_out, "b": samples("b", "2", "2", "2")}, {})
+    assert m.phase is Phase.SUCCESSFUL and seen == {"a": "1", "b": "2"}
+    errors = request_errors({"a": timed_out, "b": samples("b", "2", "2", "2")})
+    assert errors.phase is Phase.SUCCESSFUL  # 1 of 6 failed: one is never a finding
+    assert "1 of 6 requests failed (a: timed out)" in errors.message
+
+
+def test_failed_requests_beyond_the_tolerance_fail_and_none_answered_is_an_error():
+    answers = {f"c{i}": [Sample(f"c{i}", "1")] * 99 + [Sample(f"c{i}", error="HTTP 500")]
+               for i in range(2)}  # 2 of 200: 1 %, within the tolerance
+    assert request_errors(answers).phase is Phase.SUCCESSFUL
+    answers["c0"] = answers["c0"][:-2] + [Sample("c0", error="HTTP 500")] * 2
+    assert request_errors(answers).phase is Phase.FAILED  # 3 of 200
+    m, seen = stickiness({"a": [Sample("a", error="refused")] * 3}, {})
+    assert m.phase is Phase.ERROR and seen == {}
 
 
 def test_a_client_that_moved_since_the_last_step_fails():

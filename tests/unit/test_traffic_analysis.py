@@ -34,6 +34,9 @@ class ClusterIP(http.server.ThreadingHTTPServer):
     (a list of versions: the client gets them in turn, i.e. it is not sticky)."""
 
     daemon_threads = True
+    # deployer's clients connect 8 at a time: a listen backlog of 5 (the default) dropped
+    # connections on a busy machine, which then timed out
+    request_queue_size = 64
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
