@@ -293,6 +293,15 @@ def test_a_deployment_deleted_mid_run_is_not_followed(namespace, deploy_hello, k
     assert "deleted" in result.stdout + result.stderr
 
 
+def refused_unchanged(kube, namespace: str, argv: list[str], said: str) -> None:
+    """The command is refused with exit 2, saying ``said``, and changes nothing."""
+    before = resource_versions(kube, namespace)
+    refused = deployer(namespace, *argv)
+    assert refused.code == 2, refused
+    assert said in " ".join(refused.stderr.split()), refused
+    assert resource_versions(kube, namespace) == before
+
+
 def test_quota_that_blocks_new_pods_is_refused_before_any_change(namespace, deploy_hello,
                                                                   kube):
     from kubernetes import client
@@ -303,14 +312,8 @@ def test_quota_that_blocks_new_pods_is_refused_before_any_change(namespace, depl
         spec=client.V1ResourceQuotaSpec(hard={"pods": "4"})))
     wait_for(lambda: (kube.core.read_namespaced_resource_quota("pods", namespace).status.used
                       or {}).get("pods") == "3", 30, 0.2, "the quota controller to count pods")
-    before = resource_versions(kube, namespace)
-
-    refused = deployer(namespace, "blue-green", "--app", "hello", "--image", "v2")
-
-    assert refused.code == 2, refused
-    assert "resourcequota pods: pods 3 used of 4, and this run needs 3 more" in \
-        " ".join(refused.stderr.split())
-    assert resource_versions(kube, namespace) == before
+    refused_unchanged(kube, namespace, ["blue-green", "--app", "hello", "--image", "v2"],
+                      "resourcequota pods: pods 3 used of 4, and this run needs 3 more")
     # a rolling update needs one more (maxSurge 1): it fits, and goes through although the
     # quota counts each old pod until it is gone (the verifier waits for that room)
     assert deployer(namespace, "rolling", "--app", "hello", "--image", "v2").code == 0
@@ -327,14 +330,9 @@ def test_a_disruption_budget_refuses_a_recreate_before_any_change(namespace, dep
            "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "hello"}}}}
     subprocess.run(["kubectl", "-n", namespace, "create", "-f", "-"], input=json.dumps(pdb),
                    text=True, check=True, capture_output=True)
-    before = resource_versions(kube, namespace)
-
-    refused = deployer(namespace, "recreate", "--app", "hello", "--image", "v2")
-
-    assert refused.code == 2, refused
-    assert "poddisruptionbudget hello (minAvailable 2) keeps 2 of its 3 pods available" in \
-        " ".join(refused.stderr.split())
-    assert resource_versions(kube, namespace) == before
+    refused_unchanged(kube, namespace, ["recreate", "--app", "hello", "--image", "v2"],
+                      "poddisruptionbudget hello (minAvailable 2) keeps 2 of its 3 pods "
+                      "available")
     # a canary keeps every pod serving: it passes the same budget
     assert deployer(namespace, "canary", "--app", "hello", "--image", "v2", "--dry-run").code \
         == 0
