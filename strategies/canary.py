@@ -306,5 +306,7 @@ class CanaryStrategy:
         minimum = interval * len(analysed)
         notes.append(f"minimum duration: {minimum:.0f}s of analysis plus rollout time")
         return Plan(self.name, state.app, tuple(steps), rollback,
-                    summary=f"canary of {target.image} beside {stable_n} pods of {state.image}",
+                    summary=f"canary of {target.image} "
+                            + (f"beside {stable_n} pods of {state.image}" if autoscaler
+                               else f"taking its pods from {stable_n} of {state.image}"),
                     notes=tuple(notes), warnings=tuple(warnings))
