@@ -164,11 +164,8 @@ def remade_deployment(gateway: ClusterGateway, app: str) -> tuple[RunRecord, dic
     if run is None or not run.plan:
         return None
     steps = run.plan.get("steps") or []
-    deleted = False
-    for step in steps[: (run.position or 0) + 1]:
-        if step.get("type") == "DeleteDeployment" and step.get("deployment") == app:
-            deleted = True
-    if not deleted:
+    if not any(step.get("type") == "DeleteDeployment" and step.get("deployment") == app
+               for step in steps[: (run.position or 0) + 1]):
         return None
     for step in steps:
         body = step.get("body") if step.get("type") == "ApplyDeployment" else None
