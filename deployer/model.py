@@ -457,6 +457,16 @@ class Plan:
             raise UnsafeState(f"the recorded plan of {app} cannot be read: {exc!s}",
                               id="unreadable-plan") from exc
 
+    def deployments(self) -> list[str]:
+        """The Deployments the plan's steps name, in order of first mention."""
+        names: dict[str, None] = {}
+        for step in self.steps:
+            for attr in ("deployment", "new_deployment", "old_deployment"):
+                name = getattr(step, attr, None)
+                if isinstance(name, str):
+                    names.setdefault(name)
+        return list(names)
+
     def replica_timeline(self, start: dict[str, int]) -> list[dict[str, int]]:
         """spec.replicas of every Deployment after each step, from ``start``."""
         out, now = [], dict(start)
@@ -598,6 +608,7 @@ class Verdict(StrEnum):
     INTERRUPTED = "interrupted"
     PLANNED = "planned"
     PAUSED = "paused"
+    RESUMED = "resumed"
     UNKNOWN = "outcome-unknown"
 
 

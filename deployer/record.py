@@ -39,6 +39,9 @@ SCHEMA_VERSION = 1
 RUN_KEY = "run"
 HISTORY_KEY = "history"
 SCHEMA_KEY = "schemaVersion"
+# A request to hold the run in progress (``deployer pause``), kept apart from ``run`` so
+# that the pausing process never writes the running process's record.
+PAUSE_KEY = "pause"
 HISTORY_LIMIT = 20
 MANAGED_BY = {"app.kubernetes.io/managed-by": "deployer"}
 # Where releases were recorded before the journal had a ConfigMap of its own.
@@ -90,6 +93,9 @@ class RunRecord:
     # blue-green's rollback window left open when the run ended: {deployment, service,
     # until}; the next deployer command for the app scales that side down once expired
     old_side: dict[str, Any] | None = None
+    # the run is holding at a safe point after ``deployer pause``: {by, since, reason,
+    # step, deployment (the Deployment it paused with spec.paused, if any)}
+    held: dict[str, Any] | None = None
 
     def with_(self, **changes: Any) -> RunRecord:
         return replace(self, **changes)
@@ -146,6 +152,65 @@ def load(gateway: ClusterGateway, app: str) -> Stored:
     annotations = ((dep or {}).get("metadata") or {}).get("annotations") or {}
     return Stored(None, _decode_run(annotations.get(LEGACY_RUN_ANNOTATION)),
                   _decode_history(annotations.get(LEGACY_HISTORY_ANNOTATION)))
+
+
+@dataclass(frozen=True)
+class PauseRequest:
+    """``deployer pause``: hold run ``run`` at its next safe point until withdrawn."""
+
+    run: str
+    by: str
+    at: str
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def read_pause(gateway: ClusterGateway, app: str) -> PauseRequest | None:
+    """The pause asked for the app's run in progress, or None."""
+    cm = gateway.get_config_map(journal_name(app))
+    return _decode_pause(((cm or {}).get("data") or {}).get(PAUSE_KEY))
+
+
+def _decode_pause(raw: str | None) -> PauseRequest | None:
+    if not raw:
+        return None
+    try:
+        data = json.loads(raw)
+        return PauseRequest(str(data["run"]), str(data["by"]), str(data["at"]),
+                            data.get("reason"))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def set_pause(gateway: ClusterGateway, app: str, request: PauseRequest | None) -> None:
+    """Ask the run in progress to hold (``request``) or to go on (None), conditionally:
+    a request for a run that is no longer the one in progress is not written."""
+    name = journal_name(app)
+
+    def read() -> dict[str, Any]:
+        cm = gateway.get_config_map(name)
+        if cm is None:
+            raise UnsafeState(f"configmap {name} is gone: {app} has no run in progress",
+                              id="no-run")
+        return cm
+
+    def apply(cm: dict[str, Any]) -> dict[str, Any] | None:
+        data = cm.setdefault("data", {})
+        if request is None:
+            if PAUSE_KEY not in data:
+                return None
+            del data[PAUSE_KEY]
+            return cm
+        run = _decode_run(data.get(RUN_KEY))
+        if run is None or run.id != request.run:
+            raise UnsafeState(f"run {request.run} of {app} is no longer in progress",
+                              id="no-run")
+        data[PAUSE_KEY] = json.dumps(request.to_json())
+        return cm
+
+    conditional_write(read, gateway.replace_config_map, apply, f"configmap {name}")
 
 
 def read_run(gateway: ClusterGateway, app: str) -> RunRecord | None:
@@ -231,6 +296,10 @@ def write_journal(gateway: ClusterGateway, app: str, change: Change) -> None:
         run, history = change(_decode_run(data.get(RUN_KEY)),
                               _decode_history(data.get(HISTORY_KEY)))
         wanted = _encode(run, history)
+        paused = data.get(PAUSE_KEY)
+        asked = _decode_pause(paused)
+        if paused and run is not None and asked is not None and asked.run == run.id:
+            wanted[PAUSE_KEY] = paused  # a pause asked for the run lasts while it runs
         if wanted == data and cm["metadata"].get("resourceVersion"):
             return None
         cm["data"] = wanted

@@ -9,12 +9,14 @@ the next command to type) are built here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from deployer.engine import deployments, holds, services, traffic
 from deployer.engine.context import RunSettings, StepContext
+from deployer.engine.pausing import Pausing, RunClock, release
 from deployer.errors import (
     ApiRejected,
     ClusterUnreachable,
@@ -44,6 +46,7 @@ from deployer.model import (
     Verdict,
     VerifyTraffic,
 )
+from deployer.record import set_pause
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -82,9 +85,14 @@ class Engine:
         self.stop = stop
         self.reporter = reporter
         self.settings = settings
-        self.clock = clock
+        # deadlines are kept on the run's clock, which stops while the run is held
+        self.clock = RunClock(clock)
         self.ctx = StepContext(gateway, reporter, settings, self.checkpoint, self._sub_step,
-                               clock=clock, wall=wall, sleep=sleep, confirm=self._confirm_lock)
+                               clock=self.clock, wall=wall, sleep=sleep,
+                               confirm=self._confirm_lock)
+        self.pausing: Pausing | None = None
+        self._holdable = False  # only the forward steps hold; a rollback never does
+        self._inside: Step | None = None  # the step whose handler runs now
 
     @property
     def verified_version(self) -> str | None:
@@ -95,7 +103,7 @@ class Engine:
     def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
         self.reporter.heading(f"Deploying: {plan.summary}")
-        self._begin(journal)
+        self._begin(plan, journal)
         for warning in plan.warnings:
             self.reporter.warn(warning)
         for note in plan.notes:
@@ -103,12 +111,15 @@ class Engine:
         if journal.record.plan is None:
             journal.record = journal.record.with_(plan=plan.to_json())
         try:
+            release(self.ctx.gateway, journal, self.reporter)  # held by a process now gone
+            self._holdable = True
             for index in range(start, len(plan.steps)):
                 step = plan.steps[index]
                 self.checkpoint()
                 journal.update(step=step.describe(), phase="running", position=index)
                 if isinstance(step, Gate):
                     return self._pause(plan, journal, step, index)
+                self._hold_if_asked(step.describe(), inside=None)
                 self.execute(step)
         except StepFailed as failure:
             return self._roll_back(plan, journal, failure)
@@ -136,6 +147,8 @@ class Engine:
         except DeployerError as exc:
             journal_safe(journal, phase="error", message=exc.message)
             raise
+        finally:
+            self._holdable = False
         side = self.ctx.results.old_side
         journal.finish(phase="done", verdict=Verdict.PROMOTED.value,
                        verified_version=self.verified_version, old_side=side)
@@ -153,7 +166,7 @@ class Engine:
     def abort(self, plan: Plan, journal: Journal, why: str) -> Outcome:
         """Run only the rollback steps (``deployer abort``, or rollback of an unfinished run)."""
         self.reporter.heading(f"Aborting: {why}")
-        self._begin(journal)
+        self._begin(plan, journal)
         failed = self._rollback_steps(plan, journal)
         if failed:
             return Outcome(Verdict.UNSAFE, ExitCode.UNSAFE, f"the rollback failed: {failed}",
@@ -163,10 +176,22 @@ class Engine:
         return Outcome(Verdict.ROLLED_BACK, ExitCode.OK, f"rolled back: {why}",
                        verified_version=self.verified_version)
 
-    def _begin(self, journal: Journal) -> None:
+    def _begin(self, plan: Plan, journal: Journal) -> None:
         if self.lock is not None and self.lock.note:
             self.reporter.note(self.lock.note)
         journal.before_write = self._confirm_lock
+        self.pausing = Pausing(self.ctx.gateway, self.reporter, journal, plan, self.clock,
+                               sleep=self.ctx.sleep, wall=self.ctx.wall,
+                               stop_check=self._check_stop, lock_check=self._check_lock,
+                               lock_confirm=self._confirm_lock)
+
+    def _hold_if_asked(self, step: str, *, inside: str | None) -> None:
+        """Hold here if ``deployer pause`` asked for it (see pausing)."""
+        if not self._holdable or self.pausing is None:
+            return
+        request = self.pausing.asked()
+        if request is not None:
+            self.pausing.hold(request, step, inside=inside)
 
     def _interrupted_window(self, plan: Plan, window: KeepOld) -> Outcome:
         """A signal in blue-green's rollback window: the release is switched and verified,
@@ -180,6 +205,9 @@ class Engine:
 
     def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int) -> Outcome:
         journal.update(phase="paused", position=index + 1, step=gate.describe())
+        # the gate holds the run itself: a pause asked meanwhile is answered by it
+        with contextlib.suppress(DeployerError):
+            set_pause(self.ctx.gateway, journal.app, None)
         self.reporter.heading(f"Paused at the promotion gate: {gate.label}")
         return Outcome(Verdict.PAUSED, ExitCode.PAUSED,
                        f"paused at the promotion gate ({gate.label}); the analysed steps passed",
@@ -221,7 +249,9 @@ class Engine:
     def _rollback_steps(self, plan: Plan, journal: Journal, *,
                         interruptible: bool = False) -> str | None:
         """Run the plan's rollback steps; return why they failed (recorded), or None."""
+        self._holdable = False
         try:
+            release(self.ctx.gateway, journal, self.reporter)
             for step in plan.rollback:
                 journal.update(step=step.describe(), phase="rolling-back")
                 self.execute(step)
@@ -272,11 +302,20 @@ class Engine:
         if self.lock is not None:
             self.lock.confirm_held()
 
-    def checkpoint(self) -> None:
-        """A safe point: stop if asked to, and never write without holding the lock."""
+    def _check_stop(self) -> None:
         if self.stop is not None:
             self.stop.check()
+
+    def checkpoint(self) -> None:
+        """A safe point: stop if asked to, and never write without holding the lock.
+        Waiting for a rollout or holding between canary steps, hold if asked to."""
+        self._check_stop()
         self._check_lock()
+        step = self._inside
+        if isinstance(step, AwaitRollout):
+            self._hold_if_asked(step.describe(), inside=step.deployment)
+        elif isinstance(step, Hold):
+            self._hold_if_asked(step.describe(), inside=None)
 
     def _sub_step(self, step: Step) -> None:
         """A step a handler runs inside its own (a canary resized during its analysis).
@@ -294,6 +333,7 @@ class Engine:
         if handler is None:
             raise UnsafeState(f"deployer cannot execute step {step.kind}", id="unknown-step")
         record = self.reporter.step_started(step)
+        outer, self._inside = self._inside, step
         try:
             note = handler(self.ctx, step)
         except StepFailed as exc:
@@ -310,6 +350,8 @@ class Engine:
         except DeployerError as exc:
             self.reporter.step_finished(record, "error", exc.message)
             raise
+        finally:
+            self._inside = outer
         self.reporter.step_finished(record, "done", note)
 
 

@@ -106,7 +106,7 @@ class Controller:
         # pods that were terminating since the last tick are gone now
         self.gw.pods = [p for p in self.gw.pods if not p["metadata"].get("deletionTimestamp")]
         for name, dep in list(self.gw.deployments.items()):
-            if name not in self.paused:
+            if name not in self.paused and not dep["spec"].get("paused"):
                 self.reconcile(name, dep)
         owners = set(self.gw.deployments)
         for p in self.gw.pods:  # the garbage collector: pods of deleted Deployments
