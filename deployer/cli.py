@@ -397,6 +397,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     _check_image_input(image)
     if reason is not None:
         reason = validate_reason(reason)
+
     if expect_version is not None and not VERSION_TEXT.match(expect_version):
         raise InvalidInput(f"--expect-version {expect_version!r} is not a version string",
                            id="invalid-version")
@@ -815,6 +816,7 @@ def rollback(
     revision = parse_revision(to_revision) if to_revision is not None else None
     if reason is not None:
         reason = validate_reason(reason)
+
     progress = parse_duration(progress_deadline, "--progress-deadline") \
         if progress_deadline else None
     started = time.monotonic()
@@ -1069,7 +1071,8 @@ def blue_green(
 
 def _resume(ctx: typer.Context, app_name: str, action: str,
             client_addresses: str | None, atomic: bool = False) -> int:
-    """promote / abort: continue or undo a run recorded in the cluster by another process."""
+    """promote / abort / resume: continue or undo a run recorded in the cluster by another
+    process (resume: one held by deployer pause whose process is gone)."""
     g = _globals(ctx)
     validate_app_name(app_name)
     clients = _client_addresses(client_addresses)
@@ -1100,6 +1103,11 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
         if record is None or record.plan is None:
             raise InvalidInput(f"{app_name} has no run to {action}", id="no-run",
                                hint=f"see deployer status --app {app_name} {_where(g, gw)}")
+        if action == "resume" and record.phase in ("paused", "rolling-back"):
+            raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}; "
+                               "resume goes on only with a run held by deployer pause",
+                               id="not-paused", hint=f"see deployer status --app {app_name} "
+                                                     f"{_where(g, gw)}")
         if action == "promote" and record.phase != "paused" and not _in_rollback_window(
                 record):
             raise InvalidInput(f"{app_name}'s {record.strategy} run is {record.phase}, not "
@@ -1125,7 +1133,7 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 
         plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan or {})
         reporter = _reporter(g, gw)
-        if action == "promote":
+        if action in ("promote", "resume"):
             reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
                           from_image=record.from_image, to_image=record.to_image,
                           from_version=record.from_version,
@@ -1148,6 +1156,11 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
                 reporter.note("the release was switched and verified; the rollback window "
                               "ends now")
             outcome = engine.run(plan, journal, start=start)
+        elif action == "resume":
+            reporter.note(f"the process that ran {record.strategy} run {record.id} is gone; "
+                          "it goes on here, from "
+                          f"'{(record.held or {}).get('step') or record.step}'")
+            outcome = engine.run(plan, journal, start=record.position or 0)
         else:
             outcome = engine.abort(plan, journal, f"{record.strategy} run {record.id} aborted")
         return _finish(reporter, outcome)
@@ -1166,9 +1179,67 @@ def promote(ctx: typer.Context, app_name: str = APP,
 def abort(ctx: typer.Context, app_name: str = APP,
           client_addresses: str | None = CLIENTS, force: bool = FORCE,
           wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
-    """Stop the app's unfinished run (paused or interrupted) and roll it back."""
+    """Stop the app's unfinished run (paused, held or interrupted) and roll it back."""
     _lock_options(ctx, force, wait_for_lock)
+    if not force:
+        _take_over_if_held(ctx, app_name)
     return _resume(ctx, app_name, "abort", client_addresses)
+
+
+def _take_over_if_held(ctx: typer.Context, app_name: str) -> None:
+    """abort of a run held by deployer pause: its process waits for a word and writes
+    nothing, so abort takes its lock over; it stops when it sees that."""
+    validate_app_name(app_name)
+    from deployer.record import read_run
+
+    g = _globals(ctx)
+    run = read_run(_connect(g), app_name)
+    if run is not None and run.held:
+        ctx.meta["force"] = True
+        g.notes.append(f"the {run.strategy} run {run.id} is held (paused by "
+                       f"{run.held.get('by')}): abort takes its lock over, and that process "
+                       "stops without writing")
+
+
+PAUSE_REASON = typer.Option(None, "--reason", metavar="TEXT",
+                            help="Why: shown by status and by the run that holds.")
+
+
+@app.command()
+def pause(ctx: typer.Context, app_name: str = APP, reason: str | None = PAUSE_REASON) -> int:
+    """Hold the app's running deploy at its next safe point, from any shell: no more
+    changes, the lock kept, the pods watched, the deadlines stopped (resume goes on)."""
+    g = _globals(ctx)
+    validate_app_name(app_name)
+    reason = validate_reason(reason) if reason is not None else None
+    from deployer.control import Control
+
+    gw = _connect(g)
+    outcome = Control(gw, app_name, _where(g, gw)).pause(reason)
+    reporter = _reporter(g, gw)
+    reporter.fact(app=f"{gw.namespace}/{app_name}")
+    return _finish(reporter, outcome)
+
+
+@app.command()
+def resume(ctx: typer.Context, app_name: str = APP,
+           client_addresses: str | None = CLIENTS, atomic: bool = ATOMIC,
+           wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
+    """Let a run held by deployer pause go on; if its process is gone, go on here."""
+    _lock_options(ctx, False, wait_for_lock)
+    g = _globals(ctx)
+    validate_app_name(app_name)
+    _client_addresses(client_addresses)
+    from deployer.control import Control
+    from deployer.model import Outcome
+
+    gw = _connect(g)
+    result = Control(gw, app_name, _where(g, gw)).resume()
+    if isinstance(result, Outcome):
+        reporter = _reporter(g, gw)
+        reporter.fact(app=f"{gw.namespace}/{app_name}")
+        return _finish(reporter, result)
+    return _resume(ctx, app_name, "resume", client_addresses, atomic)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from deployer.errors import AppNotFound
 from deployer.lock import describe_holder, lease_name
 from deployer.model import labels_text
-from deployer.record import read_history, read_run
+from deployer.record import read_history, read_pause, read_run
 from deployer.rollout import rollout_status
 from deployer.snapshot import current_versions, pick_container, revisions
 from deployer.timestamps import parse
@@ -54,6 +54,10 @@ def collect(gw: ClusterGateway, app: str) -> dict[str, Any]:
         if dep["metadata"]["name"] == app:
             record = read_run(gw, app)
             run = record.to_json() if record else None
+            asked = read_pause(gw, app) if record else None
+            if record is not None and run is not None and asked is not None \
+                    and asked.run == record.id:
+                run["pause_requested"] = asked.to_json()
             history = read_history(gw, app)
             last = history[-1].to_json() if history else None
     svc = gw.get_service(app)
@@ -97,6 +101,17 @@ def render(data: dict[str, Any]) -> str:
         lines.append(f"  run in progress: {run.get('strategy')} {run.get('from_image')} -> "
                      f"{run.get('to_image')}, phase {run.get('phase')}, step "
                      f"{run.get('step')!r}, by {run.get('who')} since {run.get('started')}")
+        held, asked = run.get("held"), run.get("pause_requested")
+        if held:
+            why = f" ({held['reason']})" if held.get("reason") else ""
+            paused = (f"; deployment {held['deployment']} is paused (spec.paused)"
+                      if held.get("deployment") else "")
+            lines.append(f"  paused:    by {held.get('by')} since {held.get('since')}{why}, "
+                         f"at {held.get('step')!r}{paused}; deployer resume goes on, "
+                         "deployer abort rolls it back")
+        elif asked:
+            lines.append(f"  pause asked by {asked.get('by')} at {asked.get('at')}: the run "
+                         "holds at its next safe point")
     else:
         lines.append("  run in progress: none")
     lock = data.get("lock")
