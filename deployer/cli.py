@@ -1215,8 +1215,8 @@ def pause(ctx: typer.Context, app_name: str = APP, reason: str | None = PAUSE_RE
     from deployer.control import Control
 
     gw = _connect(g)
-    outcome = Control(gw, app_name, _where(g, gw)).pause(reason)
     reporter = _reporter(g, gw)
+    outcome = Control(gw, app_name, _where(g, gw)).pause(reason)
     reporter.fact(app=f"{gw.namespace}/{app_name}")
     return _finish(reporter, outcome)
 
@@ -1234,9 +1234,9 @@ def resume(ctx: typer.Context, app_name: str = APP,
     from deployer.model import Outcome
 
     gw = _connect(g)
+    reporter = _reporter(g, gw)
     result = Control(gw, app_name, _where(g, gw)).resume()
     if isinstance(result, Outcome):
-        reporter = _reporter(g, gw)
         reporter.fact(app=f"{gw.namespace}/{app_name}")
         return _finish(reporter, result)
     return _resume(ctx, app_name, "resume", client_addresses, atomic)

@@ -41,7 +41,12 @@ class Control:
         self.sleep = sleep
 
     def _cmd(self, verb: str) -> str:
-        return f"deployer {verb} --app {self.app}" + (f" {self.where}" if self.where else "")
+        """A command for an outcome (the reporter adds -n/--context)."""
+        return f"deployer {verb} --app {self.app}"
+
+    def _at(self, verb: str) -> str:
+        """A command for an error's hint, with -n/--context."""
+        return f"{self._cmd(verb)} {self.where}".rstrip()
 
     def live_holder(self) -> dict[str, Any] | None:
         """Who holds the app's Lease and has renewed it in time, or None."""
@@ -53,16 +58,16 @@ class Control:
         run = read_run(self.gateway, self.app)
         if run is None or run.plan is None:
             raise InvalidInput(f"{self.app} has no run in progress to {verb}", id="no-run",
-                               hint=f"see {self._cmd('status')}")
+                               hint=f"see {self._at('status')}")
         if run.phase == "paused":
             raise InvalidInput(f"{self.app}'s {run.strategy} run is paused at its promotion "
                                f"gate, not by deployer pause", id="at-gate",
-                               hint=f"{self._cmd('promote')} goes on, {self._cmd('abort')} "
+                               hint=f"{self._at('promote')} goes on, {self._at('abort')} "
                                     "rolls it back")
         if run.phase == "rolling-back":
             raise InvalidInput(f"{self.app}'s {run.strategy} run is rolling back; a rollback "
                                "is never paused", id="rolling-back",
-                               hint=f"see {self._cmd('status')}")
+                               hint=f"see {self._at('status')}")
         return run
 
     def pause(self, reason: str | None) -> Outcome:
@@ -78,7 +83,7 @@ class Control:
             raise InvalidInput(f"{self.app}'s {run.strategy} run {run.id} is not running "
                                f"({run.phase} at '{run.step}', and no process holds its lock)"
                                "; there is nothing to pause", id="not-running",
-                               hint=f"{self._cmd('abort')} rolls it back; the command that "
+                               hint=f"{self._at('abort')} rolls it back; the command that "
                                     "started it, run again, continues it")
         set_pause(self.gateway, self.app, PauseRequest(run.id, who_am_i(), iso(self.wall()) or "",
                                                        reason))
@@ -113,7 +118,7 @@ class Control:
         if not run.held and (asked is None or asked.run != run.id):
             raise InvalidInput(f"{self.app}'s {run.strategy} run {run.id} is not paused "
                                f"({run.phase} at '{run.step}')", id="not-paused",
-                               hint=f"{self._cmd('pause')} pauses it")
+                               hint=f"{self._at('pause')} pauses it")
         if asked is not None:
             set_pause(self.gateway, self.app, None)
         holder = self.live_holder()
