@@ -426,10 +426,15 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         """Everything the run decides from reading alone; every refusal happens here."""
         state = read_app_or_stand_in(gw, app_name, container, g.notes)
         if state.deployment["spec"].get("paused"):
+            holding = read_run(gw, app_name)
+            held = (holding.held if holding is not None else None) or {}
             raise InvalidInput(f"deployment {app_name} is paused: Kubernetes would not roll "
                                "it out", id="paused",
-                               hint=f"resume it first: kubectl rollout resume deployment/"
-                                    f"{app_name}")
+                               hint=f"deployer paused it, holding a run for {held.get('by')}: "
+                                    f"deployer resume --app {app_name} {where} goes on"
+                               if held.get("deployment") == app_name else
+                               f"resume it first: kubectl rollout resume deployment/"
+                               f"{app_name}")
         target_image = resolve_image(image, state.image)
         expected = expect_version or expected_version_from_tag(target_image.tag)
         if expected is None and not no_version_check:
