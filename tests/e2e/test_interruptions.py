@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import pytest
 
@@ -232,3 +233,90 @@ def test_sigkill_at_each_blue_green_step_then_rollback_restores_blue(namespace, 
                 for ip in CLIENT_ADDRESSES} == {"1.0.0"}
     assert traffic.failed == 0, f"failed during kill + rollback: {traffic.errors}"
 
+
+
+# ------------------------------------------------------------------ pause and resume
+
+
+def generations(kube, namespace) -> dict[str, int]:
+    """metadata.generation of each Deployment (their specs) and the Service's version:
+    what a held run must not change (the controllers still write status)."""
+    out = {f"deployment/{d.metadata.name}": d.metadata.generation
+           for d in kube.apps.list_namespaced_deployment(namespace).items}
+    svc = kube.core.read_namespaced_service("hello", namespace)
+    out["service/hello"] = svc.metadata.resource_version
+    return out
+
+
+def test_pause_holds_a_canary_for_a_minute_and_resume_finishes_it(namespace, deploy_hello,
+                                                                   kube):
+    deploy_hello(namespace, replicas=4)
+    # --timeout 100s bounds the run, which takes about 50 s unpaused: held 65 s, it would
+    # time out if the deadline counted the time held.
+    run = Background(namespace, "-o", "json", "--timeout", "100s", "canary", "--app",
+                     "hello", "--image", "v2", "--steps", "25,50", "--interval", "10s")
+    wait_for(lambda: at_step(kube, namespace, 1), 60, 0.3, "the canary's first step")
+
+    paused = deployer(namespace, "-o", "json", "pause", "--app", "hello", "--reason",
+                      "the error budget looks off")
+
+    assert paused.code == 0, paused
+    assert paused.report["verdict"] == "paused" and "is paused at" in \
+        paused.report["message"], paused
+    assert paused.report["next"].startswith(f"deployer resume --app hello -n {namespace}")
+    before = generations(kube, namespace)
+    with ServiceClient(kube, namespace) as client:
+        held_since = time.monotonic()
+        while time.monotonic() - held_since < 65:
+            status = deployer(namespace, "-o", "json", "status", "--app", "hello").report
+            held = status["runInProgress"]["held"]
+            assert held["reason"] == "the error budget looks off" and held["by"], status
+            assert status["lock"]["expiresIn"] > 0, "the held run keeps renewing its lock"
+            time.sleep(10)
+        text = deployer(namespace, "status", "--app", "hello").stdout
+    assert generations(kube, namespace) == before, "a held run changes nothing"
+    assert client.failed == 0 and "1.0.0" in client.answers, "stable serves while held"
+    assert set(client.answers) <= {"1.0.0", "2.0.0"}
+    assert "paused:    by " in text and "(the error budget looks off)" in text
+
+    resumed = run_printed(paused.report["next"])  # as printed, pasted by the engineer
+
+    assert resumed.code == 0 and "verdict:          resumed (exit 0)" in resumed.stdout, \
+        resumed
+    result = run.wait(300)
+    assert result.code == 0, result
+    assert result.report["verdict"] == "promoted"
+    assert "Resumed after 6" in result.stderr  # 65 s and a few, not counted by --timeout
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
+    assert deployer(namespace, "resume", "--app", "hello").code == 2  # nothing to resume
+
+
+def test_a_paused_rolling_update_pauses_the_deployment_and_resume_goes_on_after_a_kill(
+        namespace, deploy_hello, kube):
+    deploy_hello(namespace)
+    kube.apps.patch_namespaced_deployment("hello", namespace, {"spec": {
+        "minReadySeconds": 8,  # one new pod at a time, each 8 s: a rollout to pause inside
+        "strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}})
+    wait_for(lambda: kube.apps.read_namespaced_deployment("hello", namespace).status
+             .observed_generation == 2, 30, 0.3, "the patched Deployment")
+    run = Background(namespace, "rolling", "--app", "hello", "--image", "v2",
+                     env={"DEPLOYER_LEASE_SECONDS": "8"})
+    wait_for(lambda: at_step(kube, namespace, 1), 60, 0.3, "the rollout's wait")
+
+    paused = deployer(namespace, "-o", "json", "pause", "--app", "hello")
+
+    assert paused.code == 0 and "is paused at 'wait for hello" in \
+        paused.report["message"], paused
+    dep = kube.apps.read_namespaced_deployment("hello", namespace)
+    assert dep.spec.paused is True, "as kubectl rollout pause does"
+    run.kill()  # the process holding the run is gone
+    refused = deployer(namespace, "rolling", "--app", "hello", "--image", "v2")
+    assert refused.code == 2 and "deployer resume --app hello" in refused.stderr, refused
+
+    result = deployer(namespace, "-o", "json", "resume", "--app", "hello")
+
+    assert result.code == 0, result
+    assert result.report["verdict"] == "promoted", result
+    assert any("the process that ran rolling run" in n for n in result.report["notes"])
+    assert not kube.apps.read_namespaced_deployment("hello", namespace).spec.paused
+    assert set(versions_by_pod(kube, namespace).values()) == {"2.0.0"}
