@@ -18,6 +18,7 @@ from deployer.exitcodes import ExitCode
 from deployer.lock import describe_holder, lease_name
 from deployer.model import Outcome, Verdict
 from deployer.record import PauseRequest, RunRecord, read_pause, read_run, set_pause, who_am_i
+from deployer.snapshot import find_app
 from deployer.timestamps import iso
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class Control:
 
     def _run(self, verb: str) -> RunRecord:
         run = read_run(self.gateway, self.app)
+        if run is None:
+            find_app(self.gateway, self.app)  # a typo in --app gets its hint
         if run is None or run.plan is None:
             raise InvalidInput(f"{self.app} has no run in progress to {verb}", id="no-run",
                                hint=f"see {self._at('status')}")

@@ -28,12 +28,26 @@ def _deployments(gw: ClusterGateway, app: str) -> list[dict[str, Any]]:
     return [found[k] for k in sorted(found, key=lambda n: (n != app, n))]
 
 
+def _container(dep: dict[str, Any], app: str, recorded: str | None) -> dict[str, Any]:
+    """The container status shows: the one deployer's runs change (recorded), else the
+    only one, else the one named like the Deployment or the app, else the first."""
+    containers = dep["spec"]["template"]["spec"].get("containers") or []
+    for name in (recorded, dep["metadata"]["name"], app):
+        for c in containers:
+            if name and c["name"] == name:
+                return dict(c)
+    return pick_container(dep, None) if len(containers) == 1 else dict(containers[0])
+
+
 def collect(gw: ClusterGateway, app: str) -> dict[str, Any]:
     deployments = []
     run = None
     last = None
+    releases = read_history(gw, app)
+    recorded = next((r.container for r in [read_run(gw, app), *reversed(releases)]
+                     if r is not None and r.container), None)
     for dep in _deployments(gw, app):
-        container = pick_container(dep, None)
+        container = _container(dep, app, recorded)
         status = dep.get("status") or {}
         rollout = rollout_status(dep)
         versions = current_versions(gw, dep, container["name"])

@@ -132,9 +132,12 @@ class Engine:
             window = plan.steps[index]
             if isinstance(window, KeepOld):
                 return self._interrupted_window(plan, window)
+            held = journal.record.held
             return Outcome(Verdict.INTERRUPTED, ExitCode.INTERRUPTED,
-                           f"interrupted during: {journal.record.step}; nothing was rolled back",
-                           next_command=f"deployer rollback {_app(plan)}")
+                           f"interrupted during: {journal.record.step}"
+                           + (" while paused" if held else "") + "; nothing was rolled back",
+                           next_command=f"deployer rollback {_app(plan)}",
+                           other_commands=(f"deployer resume {_app(plan)}",) if held else ())
         except ClusterUnreachable as exc:
             # Nothing destructive without the API: the run stays recorded at its step.
             journal_safe(journal, phase="error", message=exc.message)

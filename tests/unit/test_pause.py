@@ -451,3 +451,39 @@ def test_resume_says_when_a_live_run_does_not_answer():
     outcome = control(gw, clock).resume()
     assert not isinstance(outcome, RunRecord)
     assert outcome.exit_code == ExitCode.TIMEOUT and "has not gone on" in outcome.message
+
+
+def test_status_shows_the_recorded_container_of_a_side_with_several():
+    gw = FakeGateway(deployment("web"))
+    green = deployment("web-green", "hello:v2")
+    green["metadata"]["labels"] = {"app": "web"}
+    green["spec"]["template"]["spec"]["containers"].insert(
+        0, {"name": "sidecar", "image": "proxy:1"})
+    green["spec"]["template"]["spec"]["containers"][1]["name"] = "web"
+    gw.deployments["web-green"] = green
+    Journal(gw, "web", RunRecord("blue-green", "web", "hello:v1", "hello:v2",
+                                 container="web")).update(phase="running")
+    shown = {d["name"]: d["image"] for d in collect(gw, "web")["deployments"]}
+    assert shown == {"web": "hello:v1", "web-green": "hello:v2"}
+
+
+def test_a_signal_while_held_stops_the_run_and_names_resume():
+    import signal as signals
+
+    from deployer.interrupt import StopFlag
+
+    gw, _ = cluster()
+    clock = Clock()
+    j = started(gw)
+    ask(gw, j)
+    with StopFlag() as stop:
+        def ctrl_c() -> None:
+            if read_run(gw, "hello").held:  # type: ignore[union-attr]
+                stop._handle(signals.SIGINT, None)  # noqa: SLF001
+
+        clock.on_sleep = ctrl_c
+        outcome = make_engine(gw, clock, stop=stop).run(plan(*ROLL), j)
+    assert outcome.verdict is Verdict.INTERRUPTED and "while paused" in outcome.message
+    assert outcome.other_commands == ("deployer resume --app hello",)
+    assert read_run(gw, "hello").held is not None  # type: ignore[union-attr]
+    assert gw.image() == "hello:v1"
