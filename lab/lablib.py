@@ -53,6 +53,8 @@ COMPONENTS = [
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    "registry",
+    "registry-front",
 ]
 
 # Host-wide kernel settings the kubelet rewrites at start (its "kernel tunables"); lab/up
@@ -726,7 +728,8 @@ def teardown(lab: Lab) -> bool:
         say(f"stopping {len(orphans)} container process(es) left without their shim")
         stop_pids(orphans, timeout=0.5)
 
-    # 4. The control plane, etcd last.
+    # 4. The lab's registry, the control plane, etcd last.
+    stop_components(lab, ["registry-front", "registry"], 5)
     stop_components(lab, ["kube-proxy", "kube-scheduler", "kube-controller-manager"], 5)
     stop_components(lab, ["kube-apiserver"], timeout=10)
     stop_components(lab, ["etcd"], timeout=10)

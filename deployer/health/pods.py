@@ -18,7 +18,7 @@ starts again from zero.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from itertools import chain
 from typing import Any
@@ -155,6 +155,8 @@ class Observation:
     cause: str | None = None
     # the condition's message as given, for the report while it persists
     detail: str = ""
+    # the pod's imagePullSecrets, named when a registry refuses the credentials
+    pull_secrets: tuple[str, ...] = ()
 
     @property
     def where(self) -> str:
@@ -198,6 +200,8 @@ def _last_exit(cs: dict[str, Any], last: dict[str, Any]) -> str | None:
 
 
 def _waiting(pod: dict[str, Any], name: str) -> Iterator[Observation]:
+    secrets = tuple(str(s.get("name")) for s in
+                    (pod.get("spec") or {}).get("imagePullSecrets") or [] if s.get("name"))
     for cs in _containers(pod):
         container = cs.get("name", "")
         waiting = (cs.get("state") or {}).get("waiting") or {}
@@ -208,7 +212,7 @@ def _waiting(pod: dict[str, Any], name: str) -> Iterator[Observation]:
                           waiting.get("message") or "",
                           image=_image_of(pod, container) or cs.get("image"),
                           exit_code=last.get("exitCode"), restarts=cs.get("restartCount", 0),
-                          last_exit=_last_exit(cs, last))
+                          last_exit=_last_exit(cs, last), pull_secrets=secrets)
 
 
 def _unscheduled(status: dict[str, Any], name: str) -> Iterator[Observation]:
@@ -328,7 +332,11 @@ class PodFailureCheck:
                                "a node (TriggeredScaleUp)")
                 continue
             final, note = self._judge(rule, obs, memory)
-            if final:
+            if final and rule.final is Final.PULL:
+                answer = self._pull_errors.get((obs.pod, obs.container), obs.message)
+                failure = obs.failure(rule)
+                failures.append(replace(failure, message=answer + credentials_hint(obs, answer)))
+            elif final:
                 failures.append(obs.failure(rule))
             elif note:
                 pending.append(note)
@@ -377,6 +385,31 @@ class PodFailureCheck:
         if age >= rule.seconds:
             return True, None
         return False, obs.note(rule, age)
+
+
+PULL_REFUSED_CREDENTIALS = ("unauthorized", "authentication required", "denied",
+                            "401", "403 forbidden")
+
+
+def registry_of(image: str | None) -> str:
+    """The registry host an image reference pulls from (Docker Hub without one)."""
+    first = (image or "").split("/")[0]
+    return first if "/" in (image or "") and ("." in first or ":" in first or
+                                                first == "localhost") else "docker.io"
+
+
+def credentials_hint(obs: Observation, answer: str) -> str:
+    """For a registry that refused the credentials: which secret the pod pulled with."""
+    lowered = answer.lower()
+    if not any(m in lowered for m in PULL_REFUSED_CREDENTIALS):
+        return ""
+    registry = registry_of(obs.image)
+    if obs.pull_secrets:
+        names = ", ".join(obs.pull_secrets)
+        return (f" (the pod pulls with imagePullSecrets {names}: check that it holds "
+                f"working credentials for {registry})")
+    return (f" (the pod has no imagePullSecrets: if the image exists, {registry} wants "
+            "credentials; add a pull secret to the pod template or its ServiceAccount)")
 
 
 def unscheduled(pods: list[dict[str, Any]]) -> list[str]:

@@ -535,3 +535,42 @@ def test_unschedulable_waits_while_a_cluster_autoscaler_adds_a_node():
     c.evaluate(waiting)
     clock.now += 10
     assert c.evaluate(waiting)[0].phase is Phase.FAILED, "without a scale-up: 10 s, as before"
+
+
+UNAUTHORIZED = ('failed to pull and unpack image "reg.example:5000/private/hello:v2": failed '
+                'to resolve reference: pulling from host reg.example:5000 failed with status '
+                'code [manifests v2]: 401 Unauthorized')
+
+
+def test_a_registry_refusing_the_credentials_is_final_and_names_the_pull_secret():
+    c, _ = check()
+    p = pod("a", waiting="ErrImagePull", image="reg.example:5000/private/hello:v2",
+            message=UNAUTHORIZED)
+    p["spec"]["imagePullSecrets"] = [{"name": "registry-creds"}]
+    _, failures = c.evaluate([p])
+    assert len(failures) == 1
+    assert failures[0].message == UNAUTHORIZED + (
+        " (the pod pulls with imagePullSecrets registry-creds: check that it holds working "
+        "credentials for reg.example:5000)")
+    # the back-off that follows still reports the registry's answer, not "Back-off pulling"
+    backoff = pod("a", waiting="ImagePullBackOff", image="reg.example:5000/private/hello:v2",
+                  message='Back-off pulling image "reg.example:5000/private/hello:v2"')
+    backoff["spec"]["imagePullSecrets"] = [{"name": "registry-creds"}]
+    _, failures = c.evaluate([backoff])
+    assert failures[0].message.startswith(UNAUTHORIZED)
+
+
+def test_a_registry_refusing_an_anonymous_pull_says_there_is_no_pull_secret():
+    c, _ = check()
+    _, failures = c.evaluate([pod("a", waiting="ErrImagePull", image="private/app:v2",
+                                  message="pull access denied, authorization failed")])
+    assert failures[0].message.endswith(
+        "(the pod has no imagePullSecrets: if the image exists, docker.io wants credentials; "
+        "add a pull secret to the pod template or its ServiceAccount)")
+
+
+def test_a_missing_image_gets_no_credentials_hint():
+    c, _ = check()
+    _, failures = c.evaluate([pod("a", waiting="ErrImagePull", image="hello:v9",
+                                  message="hello:v9: not found")])
+    assert failures[0].message == "hello:v9: not found"
