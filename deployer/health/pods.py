@@ -377,14 +377,25 @@ class PodFailureCheck:
             if age >= self.pull_budget:
                 return True, None
             return False, (f"{obs.where}: image pull failing for {age:.0f}s, may pass "
-                           f"(retrying up to {self.pull_budget:.0f}s): "
-                           f"{answer[:SUMMARY_MESSAGE_MAX]}")
+                           f"(retrying up to {self.pull_budget:.0f}s): {_answer_end(answer)}")
         if not rule.seconds:
             return True, None
         age = memory.age(obs.key(rule))
         if age >= rule.seconds:
             return True, None
         return False, obs.note(rule, age)
+
+
+RPC_PREFIX = "rpc error: code = Unknown desc = "
+
+
+def _answer_end(answer: str) -> str:
+    """A registry's answer in one line: the kubelet's wrapping gone, and the end (the
+    status the registry gave) kept when it is long."""
+    answer = answer.removeprefix(RPC_PREFIX)
+    if len(answer) <= SUMMARY_MESSAGE_MAX:
+        return answer
+    return "…" + answer[-(SUMMARY_MESSAGE_MAX - 1):].lstrip()
 
 
 PULL_REFUSED_CREDENTIALS = ("unauthorized", "authentication required", "denied",

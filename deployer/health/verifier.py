@@ -184,7 +184,11 @@ class RolloutVerifier:
                               "not make or check progress while paused",
                               tuple(measurements), (), names, dep)
         if rollout.phase is not Phase.SUCCESSFUL:
-            return Evaluation(Phase.RUNNING, rollout.message, tuple(measurements), (), names, dep)
+            # what the pods wait for, when it may still pass (a busy registry, a crash
+            # once), is said beside the rollout's count
+            message = rollout.message if pod_m.phase is not Phase.RUNNING else \
+                f"{rollout.message}; {pod_m.message}"
+            return Evaluation(Phase.RUNNING, message, tuple(measurements), (), names, dep)
         if self.version_check is None:
             return Evaluation(Phase.SUCCESSFUL, rollout.message, tuple(measurements), (), names,
                               dep)

@@ -188,6 +188,21 @@ def test_a_rollout_in_progress_is_running_and_no_pod_is_asked_yet():
     assert gw.gets == []
 
 
+def test_a_rollout_in_progress_says_what_its_pods_wait_for_when_it_may_pass():
+    gw = cluster(updated=1)
+    add_pod(gw, "hello-new-0", waiting="ErrImagePull", ready=False,
+            message="rpc error: code = Unknown desc = failed to pull and unpack image "
+                    '"reg:5000/private/hello:v2": failed to resolve reference '
+                    '"reg:5000/private/hello:v2": pulling from host reg:5000 failed with '
+                    "status code [manifests v2]: 429 Too Many Requests")
+    e = verifier(gw).evaluate()
+    assert e.phase is Phase.RUNNING
+    assert e.message == ("1 of 3 new replicas have been updated; hello-new-0/hello: image pull "
+                         'failing for 0s, may pass (retrying up to 60s): …hello:v2": pulling '
+                         "from host reg:5000 failed with status code [manifests v2]: 429 Too "
+                         "Many Requests")
+
+
 def test_a_paused_deployment_is_not_taken_for_progress():
     gw = cluster()
     gw.deployments["hello"]["spec"]["paused"] = True
