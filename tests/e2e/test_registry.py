@@ -40,7 +40,7 @@ def patch_template(kube, namespace: str, template: dict) -> None:
     wait_deployment_available(kube, namespace, "hello", 120)
 
 
-@pytest.mark.serial  # arms the one front every test shares
+# The only test that arms the front: it may run beside the others.
 def test_a_registry_answering_429_does_not_reject_a_good_image(namespace, deploy_hello, kube):
     deploy_hello(namespace, f"{registry.FRONT}/private/hello:v1")
     # every new pod pulls its image: a node that has it would not ask the registry

@@ -574,3 +574,13 @@ def test_a_missing_image_gets_no_credentials_hint():
     _, failures = c.evaluate([pod("a", waiting="ErrImagePull", image="hello:v9",
                                   message="hello:v9: not found")])
     assert failures[0].message == "hello:v9: not found"
+
+
+def test_an_init_container_whose_image_is_missing_is_final_at_once_and_named():
+    c, _ = check()
+    p = waiting_pod("a", ("migrate", "ErrImagePull", "migrate:v2: not found"),
+                    ("web", "PodInitializing", ""), init=("migrate",))
+    m, failures = c.evaluate([p])
+    assert [(f.container, f.reason, f.image) for f in failures] == [
+        ("migrate", "ErrImagePull", "migrate:v2")]
+    assert m.message == "a/migrate: ErrImagePull (image migrate:v2): migrate:v2: not found"
