@@ -413,13 +413,19 @@ def test_resume_refuses_a_run_not_paused():
     assert "deployer pause --app hello -n test" in str(exc.value.hint)
 
 
-def test_resume_lets_a_live_run_go_on():
+def held_run(clock: Clock) -> tuple[FakeGateway, Journal]:
+    """A run held by deployer pause whose process still renews its lock."""
     gw = FakeGateway(deployment())
-    clock = Clock()
     j = started(gw)
     ask(gw, j)
     j.update(held={"by": "me", "step": "x"})
     live_lease(gw, clock)
+    return gw, j
+
+
+def test_resume_lets_a_live_run_go_on():
+    clock = Clock()
+    gw, j = held_run(clock)
 
     def the_run_goes_on() -> None:
         if read_pause(gw, "hello") is None:
@@ -442,12 +448,8 @@ def test_resume_hands_back_a_run_whose_process_is_gone():
 
 
 def test_resume_says_when_a_live_run_does_not_answer():
-    gw = FakeGateway(deployment())
     clock = Clock()
-    j = started(gw)
-    ask(gw, j)
-    j.update(held={"by": "me", "step": "x"})
-    live_lease(gw, clock)
+    gw, _ = held_run(clock)
     outcome = control(gw, clock).resume()
     assert not isinstance(outcome, RunRecord)
     assert outcome.exit_code == ExitCode.TIMEOUT and "has not gone on" in outcome.message
