@@ -397,7 +397,6 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     _check_image_input(image)
     if reason is not None:
         reason = validate_reason(reason)
-
     if expect_version is not None and not VERSION_TEXT.match(expect_version):
         raise InvalidInput(f"--expect-version {expect_version!r} is not a version string",
                            id="invalid-version")
@@ -821,7 +820,6 @@ def rollback(
     revision = parse_revision(to_revision) if to_revision is not None else None
     if reason is not None:
         reason = validate_reason(reason)
-
     progress = parse_duration(progress_deadline, "--progress-deadline") \
         if progress_deadline else None
     started = time.monotonic()
