@@ -274,7 +274,9 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
 
     preflight.check(gw, needs)  # before the Lease, which is the first write
     with StopFlag() as stop:
-        note = lock.acquire(force=force, wait=wait, stopped=lambda: stop.reason is not None)
+        note = lock.acquire(force=force, wait=wait, stopped=lambda: stop.reason is not None,
+                            waiting=lambda message: print(message, file=sys.stderr,
+                                                          flush=True))
         if stop.reason is not None:
             from deployer.errors import Interrupted
 

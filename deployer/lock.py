@@ -117,12 +117,23 @@ class Lock:
         }
 
     def acquire(self, *, force: bool = False, wait: float = 0.0,
-                stopped: Callable[[], bool] = lambda: False) -> str | None:
+                stopped: Callable[[], bool] = lambda: False,
+                waiting: Callable[[str], None] = lambda message: None) -> str | None:
         """Take the Lease; returns a note when it took over an expired or forced one.
 
         With ``wait`` it tries again every couple of seconds for that long, unless
-        ``stopped()`` says to give up (a signal): then it returns None without the Lease."""
+        ``stopped()`` says to give up (a signal): then it returns None without the Lease.
+        Once, when it starts to wait, ``waiting`` is told for whom."""
+        told = False
+
+        def tell(state: RetryCallState) -> None:
+            nonlocal told
+            if not told:
+                told = True
+                waiting(self._waiting_message(wait))
+
         retrying = Retrying(retry=retry_if_result(lambda got: not got[0]),
+                            before_sleep=tell,
                             stop=stop_any(stop_after_delay(wait), _When(stopped)),
                             wait=wait_fixed(LOCK_POLL),
                             sleep=self.sleep,
@@ -136,6 +147,13 @@ class Lock:
         self._start_renewing()
         self.note = note or None
         return self.note
+
+    def _waiting_message(self, wait: float) -> str:
+        holder = describe_holder(self._lease or {}, self.clock()) or {}
+        return (f"waiting up to {wait:.0f}s for the lock of {self.app}: held by "
+                f"{holder.get('holder') or 'another run'} "
+                f"({holder.get('command') or 'unknown command'}), which expires in "
+                f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed")
 
     def _held_error(self) -> LockHeld:
         holder = describe_holder(self._lease or {}, self.clock()) or {}

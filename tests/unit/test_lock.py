@@ -122,9 +122,22 @@ def test_waiting_for_the_lock_tries_again_until_the_holder_lets_go():
 
     waiter = lock(store, clock, "b")
     waiter.sleep = sleep
-    assert waiter.acquire(wait=60) is None
+    told: list[str] = []
+    assert waiter.acquire(wait=60, waiting=told.append) is None
     assert slept == [2.0, 2.0, 2.0]
     assert store.items["deployer-hello"]["spec"]["holderIdentity"] == "b"
+    # said once, when the wait began: for how long, who holds it, when it expires
+    assert told == ["waiting up to 60s for the lock of hello: held by a (deployer rolling (a)), "
+                    "which expires in 30s unless renewed"], told
+
+
+def test_no_wait_asked_nothing_is_said_about_waiting():
+    store, clock = Leases(), Clock()
+    lock(store, clock, "a").acquire()
+    told: list[str] = []
+    with pytest.raises(LockHeld):
+        lock(store, clock, "b").acquire(waiting=told.append)
+    assert told == []
 
 
 def test_waiting_gives_up_naming_the_holder():
