@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -73,10 +74,30 @@ class Background:
                                      stdin=subprocess.DEVNULL, text=True,
                                      env=environment(env))
         self.started = time.monotonic()
+        self._err = ""  # stderr read before the end, by said()
+
+    def said(self, text: str, timeout: float) -> str:
+        """Wait until a line of stderr holds ``text``; returns that line."""
+        deadline = time.monotonic() + timeout
+        assert self.proc.stderr is not None
+        fd = self.proc.stderr.fileno()  # unbuffered: communicate() reads the fd itself
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break  # the process ended
+            self._err += chunk.decode("utf-8", "replace")
+            for line in self._err.splitlines():
+                if text in line:
+                    return line
+        raise AssertionError(f"no line with {text!r} on stderr within {timeout} s: "
+                             f"{self._err!r}")
 
     def wait(self, timeout: float = 300) -> CliResult:
         out, err = self.proc.communicate(timeout=timeout)
-        return CliResult(self.proc.returncode, out, err, time.monotonic() - self.started)
+        return CliResult(self.proc.returncode, out, self._err + err,
+                         time.monotonic() - self.started)
 
     def kill(self) -> CliResult:
         if self.proc.poll() is None:

@@ -104,7 +104,8 @@ def test_sigint_while_waiting_for_the_lock_exits_130_and_writes_nothing(namespac
     before = resource_versions(kube, namespace)
     waiting = Background(namespace, "rolling", "--app", "hello", "--image", "v2",
                          "--wait-for-lock", "2m")
-    time.sleep(3)
+    line = waiting.said("waiting up to 120s for the lock of hello", 60)
+    assert "held by someone-else" in line, line
     signalled = time.monotonic()
     waiting.proc.send_signal(signal.SIGINT)
     result = waiting.wait(30)
