@@ -31,6 +31,10 @@ NOT_IN_LAB = "run through lab/run (make test-e2e)"
 
 # Addresses on the lab's node bridge that a test may bind to, one per simulated client.
 CLIENT_ADDRESSES = [f"10.200.0.{i}" for i in range(2, 42)]
+# The source address deploy_hello calls a new Service from, to know that kube-proxy serves
+# it: the last of the lab's client network, which no test and no deployer run uses (ClientIP
+# affinity pins an address to the pod it met).
+PROBE_ADDRESS = "10.201.3.254"
 
 HELLO_PORT = 8080
 DEFAULT_TIMEOUT = 120.0
@@ -216,19 +220,35 @@ def deploy_hello(
 
     Creates the Deployment (see hello_deployment for the overrides) and, unless
     service=False, the `hello` Service when it does not exist yet. With wait=True, waits
-    until the Deployment is available. Returns the Deployment as last read.
+    until the Deployment is available and, when this call created the Service, until it
+    answers through kube-proxy (which follows the endpoints a moment later): a test's
+    traffic starts on a Service that serves. Returns the Deployment as last read.
     """
     body = hello_deployment(image, replicas, name, labels)
     kube.apps.create_namespaced_deployment(namespace, body)
+    created = False
     if service:
         try:
             kube.core.create_namespaced_service(namespace, hello_manifests()[1])
+            created = True
         except ApiException as e:
             if e.status != 409:
                 raise
-    if wait:
-        return wait_deployment_available(kube, namespace, name, timeout)
-    return kube.apps.read_namespaced_deployment(name, namespace)
+    if not wait:
+        return kube.apps.read_namespaced_deployment(name, namespace)
+    dep = wait_deployment_available(kube, namespace, name, timeout)
+    if created:
+        wait_for(lambda: _answers(kube, namespace), 30, 0.2,
+                 f"service {namespace}/hello to answer through kube-proxy")
+    return dep
+
+
+def _answers(kube: Kube, namespace: str) -> bool:
+    try:
+        version_via_service(namespace, "hello", PROBE_ADDRESS, kube=kube, timeout=2.0)
+    except (httpx.HTTPError, OSError):
+        return False
+    return True
 
 
 def deployment_available(dep: client.V1Deployment) -> bool:
