@@ -169,10 +169,11 @@ def test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight(namespace, de
                     "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment",
                                                 "name": "hello"},
                              "minReplicas": 3, "maxReplicas": 6}})
-    # 40 s of analysis per step: the autoscaler controller acts within its 15 s sync period,
-    # so the resize lands in the first analysis (asserted below), with time left to follow it.
+    # 20 s of analysis per step: the autoscaler controller acts within its sync period (the
+    # lab's is 5 s), so the resize lands in the first analysis (asserted below), with time
+    # left to follow it.
     run = Background(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
-                     "--steps", "25,50,100", "--interval", "40s", "--client-addresses", CLIENTS)
+                     "--steps", "25,50,100", "--interval", "20s", "--client-addresses", CLIENTS)
     wait_for(lambda: analysing(kube, namespace), 90, 0.2, "the first analysis step")
     autoscaling.patch_namespaced_horizontal_pod_autoscaler(
         "hello", namespace, {"spec": {"minReplicas": 6}})
