@@ -200,10 +200,10 @@ def test_waiting_for_a_live_run_decides_again_once_it_holds_the_lock(gw, capsys,
     other = Lock(gw, "hello", "other:ci@runner", "deployer rolling --app hello --image v3")
     other.acquire()
 
-    def finish_and_release(self, *, force=False, wait=0.0, stopped=lambda: False):
+    def finish_and_release(self, **options):
         gw.config_maps.clear()  # the other run finished: nothing recorded any more
         other.release()
-        return original(self, force=force, wait=wait, stopped=stopped)
+        return original(self, **options)
 
     original = Lock.acquire
     monkeypatch.setattr(Lock, "acquire", finish_and_release)
