@@ -51,7 +51,7 @@ COVERAGE_MIN := 85
 
 # End-to-end tests run in two phases (tests/e2e/run): the tests not marked serial on
 # E2E_WORKERS pytest-xdist workers, then the serial ones alone. E2E_ARGS go to both.
-E2E_WORKERS ?= 3
+E2E_WORKERS ?= 4
 E2E_ARGS ?= --durations=25  # the slowest tests, in every CI log: where the suite's time goes
 E2E := E2E_WORKERS=$(E2E_WORKERS) E2E_PYTEST=$(VENV)/bin/pytest lab/run tests/e2e/run $(E2E_ARGS)
 
