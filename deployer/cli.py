@@ -199,6 +199,7 @@ def _connect(g: Globals, *, read_only: bool = False) -> Gateway:
             hint="pass --context NAME for the cluster this pipeline step is meant for")
     gw = Gateway(kubeconfig=g.kubeconfig, context=g.context, namespace=g.namespace,
                  request_timeout=g.request_timeout, verify_tls=not g.insecure)
+    _CONNECTED.append(gw)
     if g.insecure:
         print("warning: --insecure-skip-tls-verify: the API server's certificate is not "
               "verified", file=sys.stderr)
@@ -222,6 +223,7 @@ def _reporter(g: Globals, gw: Gateway) -> Reporter:
 
     reporter = Reporter(output=g.output)
     reporter.where = _where(g, gw)
+    reporter.api_requests = gw.requests.to_json
     for note in g.notes:
         reporter.note(note)
     return reporter
@@ -1251,7 +1253,25 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(run(argv))
 
 
+_CONNECTED: list[Gateway] = []  # the gateways of this command, for the trace's last line
+
+
 def run(argv: list[str] | None = None) -> int:
+    """The command line's exit code; with -v the trace ends with the number of requests
+    sent (the Lease's release included), which agrees with its lines."""
+    try:
+        return _run(argv)
+    finally:
+        if _CONNECTED:
+            import structlog
+
+            for gw in _CONNECTED:
+                structlog.get_logger("deployer.cluster").debug(
+                    "api requests sent", **gw.requests.to_json())
+            _CONNECTED.clear()
+
+
+def _run(argv: list[str] | None = None) -> int:
     from deployer.cliargs import hoist, table_of
 
     command = typer.main.get_command(app)

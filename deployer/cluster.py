@@ -53,6 +53,7 @@ from deployer.errors import (
     NotAuthorised,
     NotFound,
 )
+from deployer.gateway import RequestCount
 from deployer.http_get import get
 from deployer.model import HttpAnswer
 
@@ -126,9 +127,10 @@ def _log_retry(state: RetryCallState) -> None:
     )
 
 
-def _trace(method: str, path: str, started: float, status: int | None,
+def _trace(count: RequestCount, method: str, path: str, started: float, status: int | None,
            error: str | None = None) -> None:
     """The -v line of one request (kubectl -v=6): never headers, so never credentials."""
+    count.add(path)
     log.debug("api request", method=method, path=path, status=status,
               ms=round((time.monotonic() - started) * 1000), **({"error": error} if error else {}))
 
@@ -246,6 +248,7 @@ class Gateway:
         self.api_client = client.ApiClient(configuration)
         self.budget = budget or RetryBudget()
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
+        self.requests = RequestCount()
         self._http: httpx.Client | None = None
         self._slices: str | None = None  # the EndpointSlice path, once discovered ("": none)
         self._budgets: str | None = None  # the PodDisruptionBudget path, likewise
@@ -285,9 +288,9 @@ class Gateway:
                 method, url, headers, body, post,
                 _request_timeout=timeout or self.request_timeout)
         except Exception as exc:
-            _trace(method, shown, started, None, type(exc).__name__)
+            _trace(self.requests, method, shown, started, None, type(exc).__name__)
             raise
-        _trace(method, shown, started, response.status)
+        _trace(self.requests, method, shown, started, response.status)
         if not 200 <= response.status <= 299:
             response.read()
             raise self._client_mod.ApiException.from_response(
@@ -588,10 +591,10 @@ class Gateway:
             try:
                 answer = get(self._pod_http(), url, headers=self._auth_headers(),
                              raise_connect_errors=True)
-                _trace("GET", url, started, answer.status, answer.error)
+                _trace(self.requests, "GET", url, started, answer.status, answer.error)
                 return answer
             except httpx.ConnectError as exc:
-                _trace("GET", url, started, None, type(exc).__name__)
+                _trace(self.requests, "GET", url, started, None, type(exc).__name__)
                 if _is_tls_error(exc):
                     raise
                 raise _Transient(exc) from exc

@@ -8,11 +8,33 @@ dicts the API server sends.
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Protocol
 
 from deployer.model import HttpAnswer
 
 K8sObject = dict[str, Any]
+
+
+class RequestCount:
+    """Requests sent to the API server, counted where each -v trace line is written: those
+    to a pod through the proxy (an app's /version, one per pod and sample) apart from the
+    rest, whose number does not grow with the replicas (watches, not per-pod polling)."""
+
+    def __init__(self) -> None:
+        self.api = 0
+        self.pod_proxy = 0
+        self._mutex = threading.Lock()  # the watches and the Lease's renewals count too
+
+    def add(self, path: str) -> None:
+        with self._mutex:
+            if "/proxy/" in path and "/pods/" in path:
+                self.pod_proxy += 1
+            else:
+                self.api += 1
+
+    def to_json(self) -> dict[str, int]:
+        return {"api": self.api, "podProxy": self.pod_proxy}
 
 
 class ChangeFeed(Protocol):
@@ -28,6 +50,7 @@ class ChangeFeed(Protocol):
 class ClusterGateway(Protocol):
     namespace: str
     context: str | None  # the kubeconfig context, as chosen when connecting
+    requests: RequestCount  # what was sent so far
 
     # reads
     def namespace_exists(self) -> bool | None: ...

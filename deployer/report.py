@@ -34,6 +34,8 @@ class Reporter:
         self.warnings: list[str] = []
         self.plan: dict[str, Any] | None = None  # the whole plan, for a dry run's JSON
         self.where = ""  # the options that point a printed command at this app: -n, --context
+        # the API requests sent so far (the gateway's count), for the JSON report
+        self.api_requests: Callable[[], dict[str, int]] | None = None
         self._last_wait: str | None = None
 
     # ---------------------------------------------------------------- live lines
@@ -153,6 +155,7 @@ class Reporter:
             **({"plan": self.plan} if self.plan is not None else {}),
             "next": self.command(outcome.next_command) if outcome.next_command else None,
             "otherCommands": [self.command(c) for c in outcome.other_commands],
+            **({"apiRequests": self.api_requests()} if self.api_requests else {}),
         }
 
 

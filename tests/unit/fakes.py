@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from deployer.errors import Conflict, NotAuthorised
-from deployer.gateway import ClusterGateway
+from deployer.gateway import ClusterGateway, RequestCount
 from deployer.model import HttpAnswer
 
 
@@ -145,6 +145,7 @@ class FakeGateway:
         self.advance: Callable[[], None] = lambda: None
         self.feed_tick: Callable[[float], None] | None = None  # what a feed's wait passes
         self.namespace_is: bool | None = True  # what namespace_exists answers
+        self.requests = RequestCount()  # the fake sends none
 
     # ------------------------------------------------------------ helpers
     @staticmethod

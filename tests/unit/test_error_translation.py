@@ -14,6 +14,7 @@ from deployer.errors import (
     NotAuthorised,
     NotFound,
 )
+from deployer.gateway import RequestCount
 
 
 def api_error(status: int, retry_after: str | None = None) -> ApiException:
@@ -53,6 +54,7 @@ def gateway(send=None, attempts: int = 4) -> Gateway:
     gw._client_mod = kubernetes.client
     gw.budget = RetryBudget(attempts=attempts, seconds=30, initial=0.01, maximum=0.05)
     gw.request_timeout = (1.0, 1.0)
+    gw.requests = RequestCount()
     if send is not None:
         gw._send = send
     return gw
@@ -181,3 +183,15 @@ def test_verbose_traces_every_request_without_credentials():
     assert traces[0]["path"] == "/api/v1/namespaces/shop/pods?labelSelector=app=web"
     assert isinstance(traces[0]["ms"], int)
     assert "t0k" not in repr(logs)
+
+
+def test_every_request_is_counted_as_its_trace_line_is_written():
+    from structlog.testing import capture_logs
+
+    wire = Wire(status=503, data=b'{"kind":"Status","message":"busy"}')
+    gw = wired(wire)
+    with capture_logs() as logs, pytest.raises(ClusterUnreachable):
+        gw.list_pods("app=web")  # every attempt is a request of its own
+    traces = [e for e in logs if e["event"] == "api request"]
+    assert len(traces) == len(wire.sent) == 4
+    assert gw.requests.to_json() == {"api": 4, "podProxy": 0}

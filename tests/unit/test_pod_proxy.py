@@ -6,6 +6,7 @@ import pytest
 
 from deployer.cluster import Gateway, RetryBudget
 from deployer.errors import ClusterUnreachable, NotAuthorised
+from deployer.gateway import RequestCount
 from deployer.health.http import ProbeOptions, VersionProbe
 
 
@@ -34,6 +35,7 @@ def gateway(handler) -> tuple[Gateway, list[httpx.Request]]:
     gw.configuration = Configuration()
     gw.budget = RetryBudget(attempts=3, seconds=30, initial=0.01, maximum=0.02)
     gw._http = httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(record))
+    gw.requests = RequestCount()
     return gw, seen
 
 
@@ -44,6 +46,7 @@ def test_the_pod_answer_comes_back_with_a_fresh_token_on_every_request():
     assert (first.status, first.body, first.error) == (200, b"2.0.0\n", None)
     assert seen[0].url.path == "/api/v1/namespaces/shop/pods/web-1:8080/proxy/version"
     assert [r.headers["authorization"] for r in seen] == ["Bearer token-1", "Bearer token-2"]
+    assert gw.requests.to_json() == {"api": 0, "podProxy": 2}  # counted apart
 
 
 def test_a_pod_that_hangs_is_an_answer_with_an_error_not_a_retry():
