@@ -18,8 +18,8 @@ K8sObject = dict[str, Any]
 
 class RequestCount:
     """Requests sent to the API server, counted where each -v trace line is written: those
-    to a pod through the proxy (an app's /version, one per pod and sample) apart from the
-    rest, whose number does not grow with the replicas (watches, not per-pod polling)."""
+    to a pod through the proxy (an app's /version, one per pod and sample, which grow with
+    the replicas by design) apart from the rest."""
 
     def __init__(self) -> None:
         self.api = 0

@@ -124,12 +124,8 @@ class Lock:
         With ``wait`` it tries again every couple of seconds for that long, unless
         ``stopped()`` says to give up (a signal): then it returns None without the Lease.
         Once, when it starts to wait, ``waiting`` is told for whom."""
-        told = False
-
         def tell(state: RetryCallState) -> None:
-            nonlocal told
-            if not told:
-                told = True
+            if state.attempt_number == 1:  # the first try found it held: the wait begins
                 waiting(self._waiting_message(wait))
 
         retrying = Retrying(retry=retry_if_result(lambda got: not got[0]),
@@ -148,15 +144,19 @@ class Lock:
         self.note = note or None
         return self.note
 
+    def _holder(self) -> dict[str, Any]:
+        """The holder of the Lease last read, as describe_holder tells it ({} if none)."""
+        return describe_holder(self._lease or {}, self.clock()) or {}
+
     def _waiting_message(self, wait: float) -> str:
-        holder = describe_holder(self._lease or {}, self.clock()) or {}
+        holder = self._holder()
         return (f"waiting up to {wait:.0f}s for the lock of {self.app}: held by "
                 f"{holder.get('holder') or 'another run'} "
                 f"({holder.get('command') or 'unknown command'}), which expires in "
                 f"{max(0, holder.get('expiresIn', 0)):.0f}s unless renewed")
 
     def _held_error(self) -> LockHeld:
-        holder = describe_holder(self._lease or {}, self.clock()) or {}
+        holder = self._holder()
         return LockHeld(
             f"{self.app} is locked by {holder.get('holder')} "
             f"({holder.get('command') or 'unknown command'}, since "

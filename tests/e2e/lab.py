@@ -238,17 +238,11 @@ def deploy_hello(
         return kube.apps.read_namespaced_deployment(name, namespace)
     dep = wait_deployment_available(kube, namespace, name, timeout)
     if created:
-        wait_for(lambda: _answers(kube, namespace), 30, 0.2,
-                 f"service {namespace}/hello to answer through kube-proxy")
+        wait_for(lambda: version_via_service(namespace, "hello", PROBE_ADDRESS, kube=kube,
+                                             timeout=2.0),
+                 30, 0.2, f"service {namespace}/hello to answer through kube-proxy",
+                 ignore=(httpx.HTTPError, OSError))
     return dep
-
-
-def _answers(kube: Kube, namespace: str) -> bool:
-    try:
-        version_via_service(namespace, "hello", PROBE_ADDRESS, kube=kube, timeout=2.0)
-    except (httpx.HTTPError, OSError):
-        return False
-    return True
 
 
 def deployment_available(dep: client.V1Deployment) -> bool:
