@@ -614,14 +614,17 @@ class Gateway:
 
     # ------------------------------------------------------------------ watches
 
-    def changes(self, *, deployment: str | None = None,
+    def changes(self, *, deployment: str | None = None, replicasets: str | None = None,
                 pod_selector: str | None = None, service: str | None = None) -> ChangeFeed:
-        """Start watching a Deployment, pods and/or a Service's EndpointSlices;
-        ``feed.wait(t)`` wakes on any change."""
+        """Start watching a Deployment, ReplicaSets and pods (by label selector) and/or a
+        Service's EndpointSlices; ``feed.wait(t)`` wakes on any change, and
+        ``feed.current(source)`` is what the watch has seen so far."""
         sources: list[tuple[str, str, dict[str, Any]]] = []
         if deployment:
             sources.append(("deployment", DEPLOYMENTS,
                             {"fieldSelector": f"metadata.name={deployment}"}))
+        if replicasets:
+            sources.append(("replicasets", REPLICASETS, {"labelSelector": replicasets}))
         if pod_selector:
             sources.append(("pods", PODS, {"labelSelector": pod_selector}))
         if service and (path := self._slices_path()) is not None:
@@ -631,24 +634,53 @@ class Gateway:
 
 
 class ChangeFeed:
-    """Background watches that wake a waiting step as soon as something changes.
+    """Background watches that wake a waiting step as soon as something changes, and keep
+    what they saw: each source's objects as of its last event (an informer's cache).
 
     Each source lists once for a resourceVersion, then watches from it; when the
     server says 410 Gone (the version is too old) or the stream ends, it lists again
-    and carries on. Callers never rely on events alone: after waking they re-read
-    the current state, so a missed event costs at most one wait interval.
+    and carries on. While a source is not in step with the server (before its first
+    listing, after an error until it lists again) ``current`` says so (None) and the
+    caller reads the cluster itself; so waking and re-reading costs no request when
+    the watches are in step, and a missed event costs at most one wait interval.
     """
 
     def __init__(self, gateway: Gateway, sources: list[tuple[str, str, dict[str, Any]]]):
         self._gateway = gateway
         self._queue: queue.Queue[tuple[str, str]] = queue.Queue()
         self._stop = threading.Event()
+        self._mutex = threading.Lock()
+        self._seen: dict[str, dict[str, dict[str, Any]]] = {}  # source -> uid -> object
         self._threads = [
             threading.Thread(target=self._run, args=src, daemon=True, name=f"watch-{src[0]}")
             for src in sources
         ]
         for thread in self._threads:
             thread.start()
+
+    def current(self, source: str) -> list[dict[str, Any]] | None:
+        """The source's objects as last seen (oldest first), or None when its watch is not
+        in step with the server."""
+        with self._mutex:
+            seen = self._seen.get(source)
+            return None if seen is None else list(seen.values())
+
+    def _keep(self, source: str, objects: list[dict[str, Any]] | None) -> None:
+        with self._mutex:
+            if objects is None:
+                self._seen.pop(source, None)
+            else:
+                self._seen[source] = {_key(o): o for o in objects}
+
+    def _event(self, source: str, kind: str, obj: Any) -> None:
+        with self._mutex:
+            seen = self._seen.get(source)
+            if seen is None or not isinstance(obj, dict) or "metadata" not in obj:
+                return
+            if kind in ("ADDED", "MODIFIED"):
+                seen[_key(obj)] = obj
+            elif kind == "DELETED":
+                seen.pop(_key(obj), None)
 
     def _run(self, name: str, path: str, selectors: dict[str, Any]) -> None:
         from kubernetes import watch
@@ -669,14 +701,19 @@ class ChangeFeed:
                 listing = gw._call(f"listing {name}", "GET", path, params=gw._ns(),
                                    query=selectors)
                 rv = listing["metadata"]["resourceVersion"]
+                self._keep(name, listing.get("items") or [])
+                self._queue.put((name, "LISTED"))
                 w = watch.Watch(return_type="object")
                 for event in w.stream(open_watch, resource_version=rv, timeout_seconds=60,
                                       deserialize=False, _request_timeout=(5.0, 75.0)):
                     if self._stop.is_set():
                         w.stop()
                         break
-                    self._queue.put((name, str(event.get("type"))))
+                    kind = str(event.get("type"))
+                    self._event(name, kind, event.get("object"))
+                    self._queue.put((name, kind))
             except Exception as exc:  # noqa: BLE001 - a watch must never kill the run
+                self._keep(name, None)  # out of step until listed again
                 if _status_of(exc) == 410:
                     log.debug("watch expired, relisting", source=name)
                     continue
@@ -703,6 +740,11 @@ class ChangeFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _key(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return str(meta.get("uid") or meta.get("name"))
 
 
 if TYPE_CHECKING:

@@ -200,12 +200,12 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
     evaluation = None
     downtime = DowntimeMeter(ctx) if step.measure_downtime else None
     try:
-        with ctx.gateway.changes(deployment=step.deployment,
+        with ctx.gateway.changes(deployment=step.deployment, replicasets=selector_of(dep),
                                  pod_selector=selector_of(dep)) as feed:
             outage = Outage(ctx)
             while True:
                 try:
-                    evaluation = verifier.evaluate()
+                    evaluation = verifier.evaluate(feed)
                 except ClusterUnreachable as exc:
                     outage.failed(exc)  # polling goes on through a short API outage
                     continue
@@ -224,9 +224,9 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
                 remaining = deadline - ctx.clock()
                 if remaining <= 0:
                     break
-                # HTTP samples need a steady pace; otherwise a change wakes us at once.
-                wait = 1.0 if "verified as" in evaluation.message else \
-                    ctx.settings.poll_interval
+                # a change wakes us at once; a pod due to be asked its version again, too
+                wait = ctx.settings.poll_interval if evaluation.next_sample is None else \
+                    min(ctx.settings.poll_interval, evaluation.next_sample)
                 feed.wait(min(wait, remaining))
                 try:
                     ctx.checkpoint()

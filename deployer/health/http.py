@@ -132,11 +132,14 @@ class VersionCheck:
     error_limit: int = 5
     _counters: dict[str, _Counter] = field(default_factory=dict)
 
-    def record(self, sample: Sample) -> None:
+    def record(self, sample: Sample, *, count_errors: bool = True) -> None:
+        """One more sample of its target. An error breaks a run of matching samples; it
+        counts towards the error limit only with ``count_errors`` (a pod that is not
+        Ready yet may not answer)."""
         c = self._counters.setdefault(sample.target, _Counter())
         c.last = sample
         if sample.error is not None:
-            c.errors += 1
+            c.errors += 1 if count_errors else 0
             c.good = 0
         elif sample.version == self.expected:
             c.good += 1
@@ -151,11 +154,15 @@ class VersionCheck:
         c = self._counters.get(target)
         return bool(c and c.good >= self.samples)
 
-    def evaluate(self, targets: list[str]) -> Measurement:
+    def evaluate(self, targets: list[str], *, at_least: int = 0,
+                 starting: list[str] | tuple[str, ...] = ()) -> Measurement:
+        """The verdict over ``targets``: all verified (and at least ``at_least`` of them),
+        one failed or could not be read. ``starting`` targets (pods not Ready yet) can
+        only fail: by answering another version."""
         answers = {t: (c.last.version or c.last.error) for t, c in self._counters.items()
-                   if t in targets and c.last}
+                   if (t in targets or t in starting) and c.last}
         details = {"expected": self.expected, "answers": answers}
-        for target in targets:
+        for target in (*targets, *starting):
             c = self._counters.get(target)
             if c and c.bad >= self.failure_limit and c.last:
                 return Measurement(CHECK, Phase.FAILED,
@@ -166,10 +173,11 @@ class VersionCheck:
                                    f"could not read the version of {target}: {c.last.error} "
                                    f"({c.errors} samples in a row)", details)
         done = [t for t in targets if self.verified(t)]
-        if targets and len(done) == len(targets):
+        wanted = max(len(targets), at_least)
+        if targets and len(done) == wanted:
             return Measurement(CHECK, Phase.SUCCESSFUL,
                                f"{len(done)} pods answer {self.expected} "
                                f"({self.samples} samples each)", details)
         return Measurement(CHECK, Phase.RUNNING,
-                           f"{len(done)} of {len(targets)} pods verified as {self.expected}",
+                           f"{len(done)} of {wanted} pods verified as {self.expected}",
                            details)

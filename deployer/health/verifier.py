@@ -1,8 +1,14 @@
 """The rollout verifier: rollout status + pod failure reasons + ``/version`` per new pod.
 
-``evaluate()`` reads the current state once and returns an :class:`Evaluation`;
+``evaluate(feed)`` looks at the current state once and returns an :class:`Evaluation`;
 the engine calls it each time a watch wakes it (or an interval passes) until the
-evaluation is completed or a deadline passes.
+evaluation is completed or a deadline passes. The state comes from the feed's watches
+when they are in step with the server (no request), else from reads.
+
+New pods are asked for their version as soon as their containers run, while the
+rollout goes on, not after it: a pod that is not Ready yet may not answer (its errors
+are not counted against it), but what it answers counts. Each pod is asked at most
+every SAMPLE_SPACING seconds.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
 from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck, unscheduled
@@ -23,6 +29,7 @@ if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
 
 SCALE_UP_LOOKUPS = 3  # unschedulable pods whose events are read, per evaluation
+SAMPLE_SPACING = 1.0  # seconds between two /version samples of one pod
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Evaluation:
     failures: tuple[PodFailure, ...] = ()
     pods: tuple[str, ...] = ()
     deployment: dict[str, Any] | None = field(default=None, repr=False)
+    next_sample: float | None = None  # seconds until a pod is due to be asked again
 
     @property
     def completed(self) -> bool:
@@ -104,6 +112,27 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
+def is_running(pod: dict[str, Any], container: str | None) -> bool:
+    """Whether the pod has an address and its (deployed) container runs: it may answer."""
+    status = pod.get("status") or {}
+    states = [c for c in status.get("containerStatuses") or []
+              if not container or c.get("name") == container]
+    return bool(status.get("podIP")) and bool(states) and \
+        all("running" in (c.get("state") or {}) for c in states)
+
+
+class Source(Protocol):
+    """What the verifier may take from a watch: a source's objects, or None when that
+    watch is not in step with the server (see cluster.ChangeFeed)."""
+
+    def current(self, source: str) -> list[dict[str, Any]] | None: ...
+
+
+def _labels_match(selector: dict[str, str], obj: dict[str, Any]) -> bool:
+    labels = obj["metadata"].get("labels") or {}
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
 class RolloutVerifier:
     def __init__(self, gateway: ClusterGateway, deployment: str, expected_version: str | None, *,
                  clock: Callable[[], float], since: float, container: str | None = None,
@@ -114,7 +143,9 @@ class RolloutVerifier:
         self.since = since
         self.options = options or VerifyOptions()
         self.container = container or self.options.container
+        self.clock = clock
         self.pod_check = PodFailureCheck(clock=clock)
+        self._asked: dict[str, float] = {}  # pod -> when it was last asked its version
         self.version_check = (VersionCheck(expected_version, self.options.samples,
                                            self.options.failure_limit, self.options.error_limit)
                               if expected_version and self.options.http_mode != "off" else None)
@@ -124,14 +155,36 @@ class RolloutVerifier:
     def close(self) -> None:
         self.probe.close()
 
-    def new_pods(self, deployment: dict[str, Any]) -> list[dict[str, Any]] | None:
+    def new_pods(self, deployment: dict[str, Any],
+                 feed: Source | None = None) -> list[dict[str, Any]] | None:
+        """The pods of the Deployment's current ReplicaSet that are not terminating (None
+        before the controller made that ReplicaSet)."""
         selector = selector_of(deployment)
-        rs = new_replicaset(deployment, self.gateway.list_replicasets(selector))
+        replicasets = feed.current("replicasets") if feed is not None else None
+        rs = new_replicaset(deployment, self.gateway.list_replicasets(selector)
+                            if replicasets is None else replicasets)
         if rs is None:
             return None
         hash_ = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
-        pods = self.gateway.list_pods(f"{selector},pod-template-hash={hash_}")
+        pods = self._pods(deployment, feed, {"pod-template-hash": str(hash_)})
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+
+    def _pods(self, deployment: dict[str, Any], feed: Source | None,
+              labels: dict[str, str]) -> list[dict[str, Any]]:
+        """The Deployment's pods (with these labels too), from the watch when it is in step."""
+        seen = feed.current("pods") if feed is not None else None
+        if seen is None:
+            terms = ",".join(f"{k}={v}" for k, v in labels.items())
+            selector = selector_of(deployment)
+            return self.gateway.list_pods(f"{selector},{terms}" if terms else selector)
+        return sorted((p for p in seen if _labels_match(labels, p)),
+                      key=lambda p: str(p["metadata"]["name"]))
+
+    def _deployment(self, feed: Source | None) -> dict[str, Any] | None:
+        seen = feed.current("deployment") if feed is not None else None
+        if seen is None:
+            return self.gateway.get_deployment(self.name)
+        return next((d for d in seen if d["metadata"]["name"] == self.name), None)
 
     def scaling_up(self, pods: list[dict[str, Any]]) -> frozenset[str]:
         """The unschedulable pods a cluster autoscaler is adding a node for (its
@@ -140,7 +193,7 @@ class RolloutVerifier:
                          if any(e.get("reason") == "TriggeredScaleUp"
                                 for e in self.gateway.list_events(name)))
 
-    def quota_freeing(self, deployment: dict[str, Any]) -> bool:
+    def quota_freeing(self, deployment: dict[str, Any], feed: Source | None = None) -> bool:
         """Whether a quota refusal is passing: the app's own old pods are still terminating
         (the quota counts them until they are gone), or the quota has room again and the
         ReplicaSet controller has yet to retry (it backs off). Read only while refused."""
@@ -151,12 +204,12 @@ class RolloutVerifier:
         if refusal is None:
             return False
         if any(p["metadata"].get("deletionTimestamp")
-               for p in self.gateway.list_pods(selector_of(deployment))):
+               for p in self._pods(deployment, feed, {})):
             return True
         return quota_has_room(self.gateway, refusal)
 
-    def evaluate(self) -> Evaluation:
-        dep = self.gateway.get_deployment(self.name)
+    def evaluate(self, feed: Source | None = None) -> Evaluation:
+        dep = self._deployment(feed)
         if dep is None:
             return Evaluation(Phase.FAILED, f"deployment {self.name} was deleted during the run")
         uid = dep["metadata"].get("uid")
@@ -168,9 +221,9 @@ class RolloutVerifier:
         rollout = rollout_status(dep, since=self.since)
         measurements = [rollout]
         observed = rollout.message.startswith("waiting for the controller")
-        pods = [] if observed else (self.new_pods(dep) or [])
+        pods = [] if observed else (self.new_pods(dep, feed) or [])
         pod_m, failures = self.pod_check.evaluate(pods, dep,
-                                                  quota_freeing=self.quota_freeing(dep),
+                                                  quota_freeing=self.quota_freeing(dep, feed),
                                                   scaling_up=self.scaling_up(pods))
         measurements.append(pod_m)
         names = tuple(p["metadata"]["name"] for p in pods)
@@ -183,27 +236,56 @@ class RolloutVerifier:
             return Evaluation(Phase.RUNNING, f"deployment {self.name} is paused: Kubernetes does "
                               "not make or check progress while paused",
                               tuple(measurements), (), names, dep)
+        version_m, next_sample = None, None
+        if self.version_check is not None:
+            port = container_port(dep, self.container, self.options.port)
+            if port is None:
+                m = Measurement("http-version", Phase.ERROR,
+                                "the container declares no port; pass --port for /version "
+                                "checks")
+                return Evaluation(Phase.ERROR, m.message, (*measurements, m), (), names, dep)
+            version_m, next_sample = self._ask(pods, port, dep)
+            if version_m.phase in (Phase.FAILED, Phase.ERROR):
+                return Evaluation(version_m.phase, version_m.message,
+                                  (*measurements, version_m), (), names, dep)
         if rollout.phase is not Phase.SUCCESSFUL:
             # what the pods wait for, when it may still pass (a busy registry, a crash
             # once), is said beside the rollout's count
             message = rollout.message if pod_m.phase is not Phase.RUNNING else \
                 f"{rollout.message}; {pod_m.message}"
-            return Evaluation(Phase.RUNNING, message, tuple(measurements), (), names, dep)
-        if self.version_check is None:
+            return Evaluation(Phase.RUNNING, message, tuple(measurements), (), names, dep,
+                              next_sample)
+        if version_m is None:
             return Evaluation(Phase.SUCCESSFUL, rollout.message, tuple(measurements), (), names,
                               dep)
-        port = container_port(dep, self.container, self.options.port)
-        if port is None:
-            m = Measurement("http-version", Phase.ERROR,
-                            "the container declares no port; pass --port for /version checks")
-            return Evaluation(Phase.ERROR, m.message, (*measurements, m), (), names, dep)
-        ready = [p for p in pods if is_ready(p)]
-        for pod in ready:
-            if not self.version_check.verified(pod["metadata"]["name"]):
-                self.version_check.record(self.probe.sample(pod, port))
-        version_m = self.version_check.evaluate([p["metadata"]["name"] for p in ready])
         measurements.append(version_m)
-        return Evaluation(version_m.phase, version_m.message, tuple(measurements), (), names, dep)
+        return Evaluation(version_m.phase, version_m.message, tuple(measurements), (), names,
+                          dep, next_sample)
+
+    def _ask(self, pods: list[dict[str, Any]], port: int | str,
+             dep: dict[str, Any]) -> tuple[Measurement, float | None]:
+        """Ask the new pods that may answer (and are due) for their version; the check's
+        verdict over the Ready ones, and when the next pod is due."""
+        assert self.version_check is not None
+        check, now = self.version_check, self.clock()
+        due: list[float] = []
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if check.verified(name) or not is_running(pod, self.container):
+                continue
+            wait = self._asked.get(name, now - SAMPLE_SPACING) + SAMPLE_SPACING - now
+            if wait > 0:
+                due.append(wait)
+                continue
+            self._asked[name] = now
+            check.record(self.probe.sample(pod, port), count_errors=is_ready(pod))
+            if not check.verified(name):
+                due.append(SAMPLE_SPACING)
+        ready = [p["metadata"]["name"] for p in pods if is_ready(p)]
+        starting = [p["metadata"]["name"] for p in pods if not is_ready(p)]
+        # a pod the Deployment counts may not have reached the watch yet: all of them
+        wanted = int((dep.get("status") or {}).get("updatedReplicas") or 0)
+        return check.evaluate(ready, at_least=wanted, starting=starting), min(due, default=None)
 
 
 _REFUSAL = re.compile(r"exceeded quota: ([^,]+), requested: ([^,]+(?:,[^,:=]+=[^,]+)*)")

@@ -87,13 +87,27 @@ def answer(version: str) -> HttpAnswer:
 
 class FakeFeed:
     """A watch that lets the fake cluster move on, then wakes. With ``tick`` (a fake
-    clock's), the wait's time passes too, so a wait on a feed reaches its deadline."""
+    clock's), the wait's time passes too, so a wait on a feed reaches its deadline.
+    ``current`` reads the fake cluster (a watch always in step), or says "not in step"
+    (None) for the sources in ``out_of_step``."""
 
     def __init__(self, on_wait: Callable[[], None],
-                 tick: Callable[[float], None] | None = None):
+                 tick: Callable[[float], None] | None = None,
+                 reads: dict[str, Callable[[], list[dict[str, Any]]]] | None = None,
+                 out_of_step: frozenset[str] = frozenset()):
         self.on_wait = on_wait
         self.tick = tick
+        self.reads = reads or {}
+        self.out_of_step = out_of_step
         self.closed = False
+        self.served: list[str] = []  # the sources current() answered from the "cache"
+
+    def current(self, source: str) -> list[dict[str, Any]] | None:
+        read = self.reads.get(source)
+        if read is None or source in self.out_of_step:
+            return None
+        self.served.append(source)
+        return read()
 
     def wait(self, timeout: float) -> bool:
         self.on_wait()
@@ -144,6 +158,8 @@ class FakeGateway:
         self.conflicts_left = 0
         self.advance: Callable[[], None] = lambda: None
         self.feed_tick: Callable[[float], None] | None = None  # what a feed's wait passes
+        self.feeds: list[FakeFeed] = []  # every feed changes() made
+        self.feeds_out_of_step: frozenset[str] = frozenset()  # sources whose watch lags
         self.namespace_is: bool | None = True  # what namespace_exists answers
         self.requests = RequestCount()  # the fake sends none
 
@@ -314,9 +330,18 @@ class FakeGateway:
         return copy.deepcopy(self.leases[name])
 
     # ------------------------------------------------------------ watches
-    def changes(self, *, deployment: str | None = None,
+    def changes(self, *, deployment: str | None = None, replicasets: str | None = None,
                 pod_selector: str | None = None, service: str | None = None) -> FakeFeed:
-        return FakeFeed(self.advance, self.feed_tick)
+        reads: dict[str, Callable[[], list[dict[str, Any]]]] = {}
+        if deployment:
+            reads["deployment"] = lambda: [d for d in [self.get_deployment(deployment)] if d]
+        if replicasets:
+            reads["replicasets"] = lambda: self.list_replicasets(replicasets)
+        if pod_selector:
+            reads["pods"] = lambda: self.list_pods(pod_selector)
+        feed = FakeFeed(self.advance, self.feed_tick, reads, self.feeds_out_of_step)
+        self.feeds.append(feed)
+        return feed
 
     # ------------------------------------------------------------ test views
     def deployment_writes(self) -> list[dict[str, Any]]:

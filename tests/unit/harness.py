@@ -48,10 +48,16 @@ class Clock:
         self.now += seconds
 
 
+_CLOCKS: list[Clock] = []  # those make_engine gave a gateway's feeds (a later engine's wins)
+
+
 def make_engine(gw: FakeGateway, clock: Clock | None = None, *, timeout: float = 600.0,
                 lock: Any = None, stop: Any = None, **settings: Any) -> Engine:
     """An Engine whose clock, sleeps and reporter are all in memory."""
     clock = clock or Clock()
+    if gw.feed_tick is None or getattr(gw.feed_tick, "__self__", None) in _CLOCKS:
+        gw.feed_tick = clock.tick  # a wait on a watch passes time, as on a cluster
+    _CLOCKS.append(clock)
     reporter = Reporter(out=io.StringIO(), err=io.StringIO(), clock=clock)
     return Engine(gw, reporter, RunSettings(deadline=clock() + timeout, **settings),
                   clock=clock, sleep=clock.sleep, lock=lock, stop=stop)

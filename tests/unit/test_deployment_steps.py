@@ -445,6 +445,7 @@ def test_downtime_is_measured_from_the_first_moment_no_pod_is_available():
         gw.deployments["hello"]["status"].update(next(script, {}))
 
     gw.advance = advance
+    gw.feed_tick = lambda seconds: None  # time moves only as the script says
     engine = make_engine(gw, clock)
     engine.execute(AwaitRollout("hello", None, measure_downtime=True))
     assert engine.ctx.results.downtime == 8.0
@@ -455,6 +456,7 @@ def test_downtime_of_a_rejected_release_runs_on_until_its_rollback_brings_pods_b
     gw = FakeGateway(deployment(generation=2, observed=2))
     clock = Clock()
     gw.deployments["hello"]["status"].update({"updatedReplicas": 0, "availableReplicas": 0})
+    gw.feed_tick = lambda seconds: None  # time moves only as advance says
     engine = make_engine(gw, clock, progress_deadline=5)
     ticks = iter(range(100))
 

@@ -60,6 +60,9 @@ class _Feed:
     def wait(self, timeout: float) -> None:
         self.gw.tick()
 
+    def current(self, source: str) -> None:
+        return None  # never in step: the handler reads the cluster
+
 
 class DeletingGateway(FakeGateway):
     """Canary pods that terminate once scaled to zero, and leave the Service's endpoints

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
 
 from deployer.health.http import ProbeOptions
 from deployer.health.verifier import (
+    SAMPLE_SPACING,
+    Evaluation,
     RolloutVerifier,
     VerifyOptions,
     container_port,
@@ -16,7 +19,8 @@ from deployer.health.verifier import (
     selector_of,
 )
 from deployer.model import HttpAnswer, Phase
-from tests.unit.fakes import FakeGateway, deployment, labelled, pod, replicaset
+from tests.unit.fakes import FakeFeed, FakeGateway, deployment, labelled, pod, replicaset
+from tests.unit.harness import Clock
 
 SINCE = 1_893_456_000.0  # 2030-01-01T00:00:00Z, when the run began
 NEW = {"app": "hello", "track": "stable", "pod-template-hash": "new"}
@@ -39,6 +43,14 @@ class Counting(FakeGateway):
         self.listings.append(selector)
         return super().list_pods(selector)
 
+    def get_deployment(self, name):
+        self.listings.append(f"deployment {name}")
+        return super().get_deployment(name)
+
+    def list_replicasets(self, selector):
+        self.listings.append(f"replicasets {selector}")
+        return super().list_replicasets(selector)
+
 
 def cluster(**dep_kw: Any) -> Counting:
     dep = deployment(image="hello:v2", **{"revision": 2, **dep_kw})
@@ -56,9 +68,17 @@ def add_pod(gw: FakeGateway, name: str, version: str | HttpAnswer | None = "2.0.
     return p
 
 
-def verifier(gw: FakeGateway, expected: str | None = "2.0.0", **options: Any) -> RolloutVerifier:
-    return RolloutVerifier(gw, "hello", expected, clock=lambda: 100.0, since=SINCE,
+def verifier(gw: FakeGateway, expected: str | None = "2.0.0", *, clock: Clock | None = None,
+             **options: Any) -> RolloutVerifier:
+    return RolloutVerifier(gw, "hello", expected, clock=clock or Clock(), since=SINCE,
                            options=VerifyOptions(**options))
+
+
+def paced(v: RolloutVerifier, feed: Any = None) -> Evaluation:
+    """One evaluation, a sample's spacing after the last: every pod is due again."""
+    assert isinstance(v.clock, Clock)
+    v.clock.tick(SAMPLE_SPACING)
+    return v.evaluate(feed)
 
 
 def three_new_pods(gw: FakeGateway) -> None:
@@ -74,19 +94,76 @@ def test_every_ready_new_pod_must_answer_the_version_several_times_in_a_row():
     three_new_pods(gw)
     add_pod(gw, "hello-old-0", "1.0.0", labels=OLD)  # an old pod, still terminating
     v = verifier(gw)
-    first, second, third = v.evaluate(), v.evaluate(), v.evaluate()
+    first, second, third = v.evaluate(), paced(v), paced(v)
     assert (first.phase, first.message) == (Phase.RUNNING, "0 of 3 pods verified as 2.0.0")
+    assert first.next_sample == SAMPLE_SPACING
     assert second.phase is Phase.RUNNING
     assert (third.phase, third.message) == (Phase.SUCCESSFUL,
                                             "3 pods answer 2.0.0 (3 samples each)")
-    assert third.completed
+    assert third.completed and third.next_sample is None
     assert third.pods == ("hello-new-0", "hello-new-1", "hello-new-2")
     assert [m.check for m in third.measurements] == ["rollout", "pod-failures", "http-version"]
     assert third.deployment is not None and third.deployment["metadata"]["name"] == "hello"
     assert len(gw.gets) == 9 and all(g.endswith(":8080/version") for g in gw.gets)
-    assert gw.listings == ["app=hello,track=stable,pod-template-hash=new"] * 3
-    v.evaluate()
+    assert gw.listings == ["deployment hello", "replicasets app=hello,track=stable",
+                           "app=hello,track=stable,pod-template-hash=new"] * 3
+    paced(v)
     assert len(gw.gets) == 9  # verified pods are not asked again
+
+
+def watched(gw: FakeGateway, out_of_step: frozenset[str] = frozenset()) -> FakeFeed:
+    """A watch of the fake cluster that answers from what it saw, not through reads."""
+    return FakeFeed(lambda: None, reads={
+        "deployment": lambda: [copy.deepcopy(d) for d in gw.deployments.values()],
+        "replicasets": lambda: copy.deepcopy(gw.replicasets),
+        "pods": lambda: copy.deepcopy(gw.pods)}, out_of_step=out_of_step)
+
+
+def test_with_watches_in_step_the_verifier_sends_no_read_only_the_version_samples():
+    gw = cluster()
+    three_new_pods(gw)
+    add_pod(gw, "hello-old-0", "1.0.0", labels=OLD)
+    gw.deployments["hello-canary"] = deployment("hello-canary", "hello:v2")  # not ours
+    v, feed = verifier(gw), watched(gw)
+    first = v.evaluate(feed)
+    assert first.pods == ("hello-new-0", "hello-new-1", "hello-new-2")
+    e = [paced(v, feed) for _ in range(2)][-1]
+    assert (e.phase, e.message) == (Phase.SUCCESSFUL, "3 pods answer 2.0.0 (3 samples each)")
+    assert gw.listings == []
+    assert len(gw.gets) == 9
+    assert sorted(set(feed.served)) == ["deployment", "pods", "replicasets"]
+
+
+def test_a_watch_out_of_step_is_replaced_by_a_read_of_that_source_only():
+    gw = cluster()
+    three_new_pods(gw)
+    e = verifier(gw).evaluate(watched(gw, out_of_step=frozenset({"pods"})))
+    assert e.pods == ("hello-new-0", "hello-new-1", "hello-new-2")
+    assert gw.listings == ["app=hello,track=stable,pod-template-hash=new"]
+
+
+def test_a_deployment_the_watch_saw_deleted_fails_the_rollout():
+    gw = cluster()
+    v = verifier(gw)
+    v.evaluate(watched(gw))
+    del gw.deployments["hello"]
+    e = v.evaluate(watched(gw))
+    assert (e.phase, e.message) == (Phase.FAILED, "deployment hello was deleted during the run")
+
+
+def test_a_pod_is_asked_again_only_a_samples_spacing_later():
+    gw = cluster()
+    three_new_pods(gw)
+    v = verifier(gw)
+    v.evaluate()
+    assert isinstance(v.clock, Clock)
+    v.clock.tick(SAMPLE_SPACING * 0.4)
+    woken = v.evaluate()  # a watch woke the run early: nobody is due yet
+    assert len(gw.gets) == 3
+    assert woken.next_sample == pytest.approx(SAMPLE_SPACING * 0.6)
+    v.clock.tick(SAMPLE_SPACING * 0.6)
+    v.evaluate()
+    assert len(gw.gets) == 6
 
 
 def test_with_a_sidecar_first_the_deployed_containers_port_is_asked():
@@ -95,39 +172,62 @@ def test_with_a_sidecar_first_the_deployed_containers_port_is_asked():
     containers.insert(0, {"name": "proxy", "image": "proxy:1",
                           "ports": [{"name": "admin", "containerPort": 15000}]})
     three_new_pods(gw)
+    v = verifier(gw, container="hello")
     for _ in range(3):
-        verifier(gw, container="hello").evaluate()
+        paced(v)
     assert gw.gets and all(g.endswith(":8080/version") for g in gw.gets), gw.gets
 
 
-def test_pods_that_are_not_ready_or_terminating_are_not_asked():
-    gw = cluster()
+def test_pods_are_asked_once_they_run_and_terminating_ones_not_at_all():
+    gw = cluster(replicas=2)
     add_pod(gw, "hello-new-0")
-    add_pod(gw, "hello-new-1", ready=False)
+    add_pod(gw, "hello-new-1", HttpAnswer(503, b"starting"), ready=False)
     add_pod(gw, "hello-new-2")["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:05Z"
-    v = verifier(gw, samples=1)
+    add_pod(gw, "hello-new-3", waiting="ContainerCreating", ready=False)  # not running
+    v = verifier(gw, samples=1, error_limit=2)
     e = v.evaluate()
-    assert e.pods == ("hello-new-0", "hello-new-1")
-    assert gw.gets == ["hello-new-0:8080/version"]
-    assert (e.phase, e.message) == (Phase.SUCCESSFUL, "1 pods answer 2.0.0 (1 samples each)")
+    assert e.pods == ("hello-new-0", "hello-new-1", "hello-new-3")
+    assert gw.gets == ["hello-new-0:8080/version", "hello-new-1:8080/version"]
+    assert (e.phase, e.message) == (Phase.RUNNING, "1 of 2 pods verified as 2.0.0")
+    for _ in range(3):  # a pod that is not Ready yet may not answer: not held against it
+        e = paced(v)
+    assert (e.phase, e.message) == (Phase.RUNNING, "1 of 2 pods verified as 2.0.0")
+    gw.pod_answers["hello-new-1"] = "2.0.0"  # it answers before it is Ready
+    e = paced(v)
+    assert e.phase is Phase.RUNNING  # verified, but the Deployment counts 2 and 1 is Ready
+    gw.pods[1]["status"]["conditions"][0]["status"] = "True"
+    e = paced(v)
+    assert (e.phase, e.message) == (Phase.SUCCESSFUL, "2 pods answer 2.0.0 (1 samples each)")
+    assert gw.gets.count("hello-new-1:8080/version") == 5  # not asked once it was verified
 
 
 def test_a_pod_answering_another_version_fails_after_the_failure_limit():
     gw = cluster()
     add_pod(gw, "hello-new-0", "1.0.0")
     v = verifier(gw)
-    assert [v.evaluate().phase for _ in range(2)] == [Phase.RUNNING, Phase.RUNNING]
-    e = v.evaluate()
+    assert [paced(v).phase for _ in range(2)] == [Phase.RUNNING, Phase.RUNNING]
+    e = paced(v)
     assert (e.phase, e.message) == (Phase.FAILED, "hello-new-0 answers version '1.0.0', "
                                                   "expected '2.0.0' (3 samples in a row)")
+
+
+def test_a_pod_not_ready_yet_that_answers_another_version_fails_while_the_rollout_runs():
+    gw = cluster(updated=1, available=0)
+    add_pod(gw, "hello-new-0", "5.0.0", ready=False)
+    v = verifier(gw)
+    assert [paced(v).phase for _ in range(2)] == [Phase.RUNNING, Phase.RUNNING]
+    e = paced(v)
+    assert (e.phase, e.message) == (Phase.FAILED, "hello-new-0 answers version '5.0.0', "
+                                                  "expected '2.0.0' (3 samples in a row)")
+    assert e.measurements[-1].check == "http-version"
 
 
 def test_a_pod_that_cannot_be_read_is_an_error_after_the_error_limit():
     gw = cluster()
     add_pod(gw, "hello-new-0", HttpAnswer(503, b"no endpoints available"))
     v = verifier(gw, error_limit=2)
-    assert v.evaluate().phase is Phase.RUNNING
-    e = v.evaluate()
+    assert paced(v).phase is Phase.RUNNING
+    e = paced(v)
     assert (e.phase, e.message) == (Phase.ERROR, "could not read the version of hello-new-0: "
                                                  "HTTP 503 (2 samples in a row)")
     assert e.completed
@@ -163,7 +263,7 @@ def test_before_the_controller_made_the_new_replicaset_there_are_no_new_pods():
     annotations["deployment.kubernetes.io/revision"] = "3"  # its ReplicaSet is not made yet
     e = verifier(gw).evaluate()
     assert e.pods == ()
-    assert (e.phase, e.message) == (Phase.RUNNING, "0 of 0 pods verified as 2.0.0")
+    assert (e.phase, e.message) == (Phase.RUNNING, "0 of 3 pods verified as 2.0.0")
     assert gw.gets == []
 
 
@@ -176,16 +276,17 @@ def test_an_unobserved_spec_is_waited_for_without_listing_pods():
     e = verifier(gw).evaluate()
     assert (e.phase, e.pods) == (Phase.RUNNING, ())
     assert e.message == "waiting for the controller to observe hello (generation 2, observed 1)"
-    assert gw.listings == []
+    assert gw.listings == ["deployment hello"]
 
 
-def test_a_rollout_in_progress_is_running_and_no_pod_is_asked_yet():
+def test_a_rollout_in_progress_is_running_and_its_new_pods_are_asked_already():
     gw = cluster(updated=1)
     add_pod(gw, "hello-new-0")
     e = verifier(gw).evaluate()
     assert (e.phase, e.message) == (Phase.RUNNING, "1 of 3 new replicas have been updated")
     assert e.pods == ("hello-new-0",)
-    assert gw.gets == []
+    assert gw.gets == ["hello-new-0:8080/version"]
+    assert e.next_sample == SAMPLE_SPACING
 
 
 def test_a_rollout_in_progress_says_what_its_pods_wait_for_when_it_may_pass():
