@@ -202,6 +202,123 @@ def good_release(apps: Apps, figures: list[Figure]) -> None:
     figures += [ours, theirs, ratio, rss]
 
 
+BAD = {  # image: what is wrong with it, and the new pods' state that is its reason
+    "v9": ("missing image", ("ErrImagePull", "ImagePullBackOff")),
+    "v4": ("crash loop", ("CrashLoopBackOff",)),
+    "v3": ("never Ready, 30 s progress deadline", ()),
+    "v5": ("wrong version", ("running",)),
+}
+STRATEGIES = ("rolling", "canary", "blue-green")
+KUBECTL_DEFAULT_DEADLINE = 600.0  # progressDeadlineSeconds when a Deployment says none
+
+
+class PodStates(threading.Thread):
+    """When a state of a pod running the bad image first reached the API server, as seen by
+    a watch from here (wall clock): a container waiting with a reason (ErrImagePull,
+    CrashLoopBackOff), or "running"."""
+
+    def __init__(self, kube: lab.Kube, ns: str, image: str):
+        super().__init__(daemon=True)
+        self.kube, self.ns, self.image = kube, ns, image
+        self.first: dict[str, float] = {}
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        from kubernetes import watch
+
+        w = watch.Watch()
+        for event in w.stream(self.kube.core.list_namespaced_pod, self.ns, timeout_seconds=600):
+            now = time.time()
+            if self.stopped.is_set():
+                w.stop()
+                return
+            for c in event["object"].status.container_statuses or []:
+                if not c.image.endswith(self.image):
+                    continue
+                if c.state.waiting is not None and c.state.waiting.reason:
+                    self.first.setdefault(c.state.waiting.reason, now)
+                if c.state.running is not None:
+                    self.first.setdefault("running", now)
+
+    def reported(self, states: tuple[str, ...]) -> float | None:
+        seen = [self.first[s] for s in states if s in self.first]
+        return min(seen) if seen else None
+
+
+def wall_of(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def rejected(apps: Apps, strategy: str, image: str) -> tuple[float, float, float | None]:
+    """One bad release: seconds from the command's start until the rejection was decided
+    (the failed step's end) and until the old version served again, verified (the
+    command's end); and the decision's lag behind the reason reaching the API server."""
+    _, states = BAD[image]
+    ns = apps.new(progress_deadline=30 if image == "v3" else 60)
+    pods = PodStates(apps.kube, ns, f"hello:{image}")
+    pods.start()
+    time.sleep(0.5)  # the watch is open
+    started = time.time()
+    took, proc = deployer(ns, "-o", "json", strategy, "--app", "hello", "--image", image)
+    pods.stopped.set()
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1 and report["verdict"] == "rejected", proc.stdout[-2000:]
+    assert report["verifiedVersion"] == "1.0.0", report["message"]
+    failed = next(s for s in report["steps"] if s["result"] == "failed")
+    decided = wall_of(failed["finishedAt"])
+    reason = pods.reported(states)
+    apps.done(ns)
+    return decided - started, took, None if reason is None else decided - reason
+
+
+def verdicts(apps: Apps, figures: list[Figure]) -> None:
+    for image, (what, states) in BAD.items():
+        fast = image in ("v9", "v4")
+        decided = {s: Figure(f"{image} {what}: {s}: rejection decided", "s")
+                   for s in STRATEGIES}
+        restored = {s: Figure(f"{image} {what}: {s}: v1 verified again", "s",
+                              target=15.0 if fast else None) for s in STRATEGIES}
+        lag = {s: Figure(f"{image} {what}: {s}: decided after the reason reached the API",
+                         "s", target=5.0 if fast else None,
+                         note="" if fast else "from the first new pod running")
+               for s in STRATEGIES if states}
+        deadline = 30 if image == "v3" else 60  # the same for kubectl's Deployment and ours
+        kubectl = Figure(f"{image} {what}: kubectl rollout status, {deadline} s deadline",
+                         "s", note="waited out" if image != "v5" else "")
+        verdict = Figure(f"{image} {what}: kubectl rollout status's exit code", "code",
+                         note="0: kubectl accepts it" if image == "v5" else "")
+        for _ in range(RUNS):
+            other = apps.new(progress_deadline=deadline)
+            got: list[tuple[float, int]] = []
+            theirs = threading.Thread(target=lambda got=got, other=other, image=image: got.append(
+                kubectl_rollout(other, f"hello:{image}", "--timeout=300s")))
+            theirs.start()
+            for strategy in STRATEGIES:
+                d, r, late = rejected(apps, strategy, image)
+                decided[strategy].samples.append(d)
+                restored[strategy].samples.append(r)
+                if strategy in lag and late is not None:
+                    lag[strategy].samples.append(late)
+            theirs.join(400)
+            kubectl.samples.append(got[0][0])
+            verdict.samples.append(got[0][1])
+            apps.done(other)
+        ours = restored["rolling"].median
+        ratio = Figure(f"{image} {what}: kubectl ({deadline} s, waited) / deployer rolling", "x",
+                       samples=[kubectl.median / ours],
+                       note="kubectl undoes nothing" if image != "v5" else
+                       "kubectl accepts the release")
+        bound = Figure(f"{image} {what}: kubectl (600 s default) / deployer rolling", "x",
+                       samples=[KUBECTL_DEFAULT_DEADLINE / ours],
+                       note="at least: computed from the deadline, not waited")
+        figures += [*decided.values(), *restored.values(),
+                    *(f for f in lag.values() if f.samples), kubectl, verdict]
+        if image != "v5":
+            figures += [ratio, bound]
+
+
 TRACE = re.compile(r"api requests sent\s+api=(\d+)\s+podProxy=(\d+)")
 
 
@@ -259,6 +376,54 @@ def api_cost(apps: Apps, figures: list[Figure]) -> None:
     figures += [*by_size.values(), *probes.values(), growth, canary]
 
 
+CONCURRENT = 20  # apps deployed at the same time, by as many processes
+
+
+def concurrency(apps: Apps, figures: list[Figure]) -> None:
+    """CONCURRENT apps (3 replicas each) rolled out at once by as many deployer processes:
+    all must be promoted with their own lock; each one's time against a single deploy."""
+    alone = Figure("one app deployed alone (deployer rolling)", "s")
+    together = Figure(f"{CONCURRENT} apps at once: each app's time", "s")
+    slowest = Figure(f"{CONCURRENT} apps at once: the last to finish", "s")
+    ratio = Figure(f"{CONCURRENT} apps at once: median app / alone", "x",
+                   note="2 cores shared by all")
+    rss = Figure(f"{CONCURRENT} apps at once: peak RSS of one process", "MiB", target=150.0)
+    for _ in range(RUNS):
+        ns = apps.new()
+        took, proc = deployer(ns, "rolling", "--app", "hello", "--image", "v2")
+        assert proc.returncode == 0, proc.stderr
+        alone.samples.append(took)
+        apps.done(ns)
+        room(apps.kube, CONCURRENT * 4 + 5)
+        spaces = [apps.new() for _ in range(CONCURRENT)]
+        procs = []
+        started = time.monotonic()
+        for ns in spaces:
+            cmd = [sys.executable, "-c", MEASURE_RSS, DEPLOYER, *CONTEXT, "-n", ns, "-o",
+                   "json", "rolling", "--app", "hello", "--image", "v2"]
+            procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                           text=True), ns))
+        times = []
+        for p, ns in procs:
+            out, err = p.communicate(timeout=600)
+            times.append(time.monotonic() - started)
+            report = json.loads(out)
+            assert p.returncode == 0 and report["verdict"] == "promoted", (ns, err[-2000:])
+            assert report["verifiedVersion"] == "2.0.0", report
+            rss.samples.append(int(err.strip().splitlines()[-1]) / 1024)
+        for ns in spaces:  # each app's lock taken and given back, its own release in place
+            lease = apps.kube.coordination.read_namespaced_lease("deployer-hello", ns)
+            assert lease.spec.holder_identity in ("", None), (ns, lease.spec.holder_identity)
+            dep = apps.kube.apps.read_namespaced_deployment("hello", ns)
+            assert dep.spec.template.spec.containers[0].image == "hello:v2", ns
+        together.samples.append(statistics.median(times))
+        slowest.samples.append(max(times))
+        ratio.samples.append(statistics.median(times) / alone.samples[-1])
+        for ns in spaces:
+            apps.done(ns)
+    figures += [alone, together, slowest, ratio, rss]
+
+
 def table(figures: list[Figure]) -> str:
     rows = [("figure", "median", "min", "max", "target", "")]
     for f in figures:
@@ -278,7 +443,7 @@ def main() -> int:
     apps = Apps(kube)
     figures: list[Figure] = []
     try:
-        parts = [startup, missing_image, good_release, api_cost]
+        parts = [startup, missing_image, good_release, api_cost, verdicts, concurrency]
         chosen = [p for p in parts if p.__name__ in sys.argv[1:]] or parts  # e.g. api_cost
         for part in chosen:
             started = time.monotonic()

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from deployer.errors import UnsafeState
+from deployer.timestamps import micro
 from deployer.validation import ImageRef, parse_reference
 
 K8sObject = dict[str, Any]
@@ -620,10 +621,15 @@ class StepRecord:
     seconds: float | None = None
     result: str = "running"
     note: str | None = None
+    started_at: float | None = None  # wall clock (epoch seconds), for the report
 
     def to_json(self) -> dict[str, Any]:
+        at = self.started_at
         return {"step": self.description, "kind": self.kind, "result": self.result,
                 "seconds": None if self.seconds is None else round(self.seconds, 2),
+                "startedAt": None if at is None else micro(at),
+                "finishedAt": None if at is None or self.seconds is None
+                else micro(at + self.seconds),
                 "note": self.note}
 
 

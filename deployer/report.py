@@ -20,11 +20,13 @@ from deployer.model import Measurement, Outcome, PodFailure, Step, StepRecord
 
 class Reporter:
     def __init__(self, *, output: str = "text", out: IO[str] | None = None,
-                 err: IO[str] | None = None, clock: Callable[[], float] = time.monotonic):
+                 err: IO[str] | None = None, clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time):
         self.output = output
         self.out = out or sys.stdout
         self.err = err or sys.stderr
         self.clock = clock
+        self.wall = wall  # the steps' start and end times in the JSON report
         self.started = clock()
         self.steps: list[StepRecord] = []
         self.checks: dict[str, Measurement] = {}
@@ -69,7 +71,7 @@ class Reporter:
         self.facts.update({k: v for k, v in values.items() if v is not None})
 
     def step_started(self, step: Step) -> StepRecord:
-        record = StepRecord(step.describe(), step.kind, self.clock())
+        record = StepRecord(step.describe(), step.kind, self.clock(), started_at=self.wall())
         self.steps.append(record)
         self._last_wait = None
         self._print(f"--> {record.description}")

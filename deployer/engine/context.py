@@ -76,6 +76,9 @@ class StepContext:
     sleep: Callable[[float], None] = time.sleep
     confirm: Callable[[], None] = lambda: None  # read the Lease now: raises if it is lost
     results: Results = field(default_factory=Results)
+    # running rollback steps: a rollout being restored is seen through before a wrong
+    # answer to /version ends the wait (the old version is being put back either way)
+    restoring: bool = False
     traffic: TrafficMemory = field(default_factory=TrafficMemory)
 
     def pause(self, seconds: float) -> None:

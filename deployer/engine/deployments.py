@@ -196,7 +196,8 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
     deadline = min(start + progress, ctx.settings.deadline)
     timed_out_overall = ctx.settings.deadline <= start + progress
     verifier = RolloutVerifier(ctx.gateway, step.deployment, step.expected_version,
-                               clock=ctx.clock, since=start_wall, options=ctx.settings.verify)
+                               clock=ctx.clock, since=start_wall, options=ctx.settings.verify,
+                               see_through=ctx.restoring)
     evaluation = None
     downtime = DowntimeMeter(ctx) if step.measure_downtime else None
     try:

@@ -253,6 +253,7 @@ class Engine:
                         interruptible: bool = False) -> str | None:
         """Run the plan's rollback steps; return why they failed (recorded), or None."""
         self._holdable = False
+        self.ctx.restoring = True
         try:
             release(self.ctx.gateway, journal, self.reporter)
             for step in plan.rollback:

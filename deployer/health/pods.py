@@ -314,8 +314,11 @@ class PodFailureCheck:
     def evaluate(self, pods: list[dict[str, Any]],
                  deployment: dict[str, Any] | None = None, *,
                  quota_freeing: bool = False,
-                 scaling_up: frozenset[str] = frozenset()) -> tuple[Measurement,
-                                                                   list[PodFailure]]:
+                 scaling_up: frozenset[str] = frozenset(),
+                 terminating: int = 0) -> tuple[Measurement, list[PodFailure]]:
+        """``terminating``: how many of the app's own pods are terminating; while they are,
+        a pod refused for want of room (too many pods, too little cpu or memory) waits for
+        the room they free, bounded by the progress deadline, not by the rule's seconds."""
         memory = _Persistence(self._first_seen, self.clock())
         failures: list[PodFailure] = []
         pending: list[str] = []
@@ -330,6 +333,11 @@ class PodFailureCheck:
                 # bounds the wait, not the rule's seconds
                 pending.append(f"{obs.pod} unschedulable, the cluster autoscaler is adding "
                                "a node (TriggeredScaleUp)")
+                continue
+            if obs.seen is Seen.UNSCHEDULED and terminating and wants_room(obs.message):
+                pending.append(f"{obs.pod} unschedulable ({_answer_end(obs.message)}) while "
+                               f"{terminating} of the app's pods terminate: waiting for the "
+                               "room they free")
                 continue
             final, note = self._judge(rule, obs, memory)
             if final and rule.final is Final.PULL:
@@ -421,6 +429,17 @@ def credentials_hint(obs: Observation, answer: str) -> str:
                 f"working credentials for {registry})")
     return (f" (the pod has no imagePullSecrets: if the image exists, {registry} wants "
             "credentials; add a pull secret to the pod template or its ServiceAccount)")
+
+
+ROOM_SHORTAGES = ("too many pods", "insufficient cpu", "insufficient memory",
+                  "insufficient ephemeral-storage")
+
+
+def wants_room(message: str) -> bool:
+    """Whether the scheduler refused a pod for want of room on the nodes (which pods that
+    terminate give back), not for a rule it breaks (a selector, a taint, a volume)."""
+    lowered = message.lower()
+    return any(s in lowered for s in ROOM_SHORTAGES)
 
 
 def unscheduled(pods: list[dict[str, Any]]) -> list[str]:

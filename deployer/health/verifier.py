@@ -136,13 +136,16 @@ def _labels_match(selector: dict[str, str], obj: dict[str, Any]) -> bool:
 class RolloutVerifier:
     def __init__(self, gateway: ClusterGateway, deployment: str, expected_version: str | None, *,
                  clock: Callable[[], float], since: float, container: str | None = None,
-                 options: VerifyOptions | None = None):
+                 options: VerifyOptions | None = None, see_through: bool = False):
+        """``see_through``: a wrong (or unreadable) answer to /version ends the evaluation
+        only once the rollout is complete, not while it goes on (a rollback's wait)."""
         self.gateway = gateway
         self.name = deployment
         self.expected_version = expected_version
         self.since = since
         self.options = options or VerifyOptions()
         self.container = container or self.options.container
+        self.see_through = see_through
         self.clock = clock
         self.pod_check = PodFailureCheck(clock=clock)
         self._asked: dict[str, float] = {}  # pod -> when it was last asked its version
@@ -193,6 +196,15 @@ class RolloutVerifier:
                          if any(e.get("reason") == "TriggeredScaleUp"
                                 for e in self.gateway.list_events(name)))
 
+    def terminating(self, deployment: dict[str, Any], pods: list[dict[str, Any]],
+                    feed: Source | None = None) -> int:
+        """How many of the app's own pods are terminating; read only while a new pod is
+        unschedulable."""
+        if not unscheduled(pods):
+            return 0
+        return sum(1 for p in self._pods(deployment, feed, {})
+                   if p["metadata"].get("deletionTimestamp"))
+
     def quota_freeing(self, deployment: dict[str, Any], feed: Source | None = None) -> bool:
         """Whether a quota refusal is passing: the app's own old pods are still terminating
         (the quota counts them until they are gone), or the quota has room again and the
@@ -224,7 +236,8 @@ class RolloutVerifier:
         pods = [] if observed else (self.new_pods(dep, feed) or [])
         pod_m, failures = self.pod_check.evaluate(pods, dep,
                                                   quota_freeing=self.quota_freeing(dep, feed),
-                                                  scaling_up=self.scaling_up(pods))
+                                                  scaling_up=self.scaling_up(pods),
+                                                  terminating=self.terminating(dep, pods, feed))
         measurements.append(pod_m)
         names = tuple(p["metadata"]["name"] for p in pods)
         if failures:
@@ -245,7 +258,8 @@ class RolloutVerifier:
                                 "checks")
                 return Evaluation(Phase.ERROR, m.message, (*measurements, m), (), names, dep)
             version_m, next_sample = self._ask(pods, port, dep)
-            if version_m.phase in (Phase.FAILED, Phase.ERROR):
+            if version_m.phase in (Phase.FAILED, Phase.ERROR) and (
+                    rollout.phase is Phase.SUCCESSFUL or not self.see_through):
                 return Evaluation(version_m.phase, version_m.message,
                                   (*measurements, version_m), (), names, dep)
         if rollout.phase is not Phase.SUCCESSFUL:

@@ -32,7 +32,7 @@ from deployer.model import (
     step_to_json,
 )
 from deployer.record import Journal, RunRecord, journal_name, read_history, read_run
-from deployer.timestamps import micro
+from deployer.timestamps import micro, parse
 from tests.unit.fakes import FakeGateway, deployment
 from tests.unit.harness import Clock, Controller, make_engine
 
@@ -557,3 +557,20 @@ def test_an_abort_whose_rollback_fails_is_unsafe():
     assert outcome.message.startswith("the rollback failed: revision 9 of hello")
     assert outcome.next_command == "deployer status --app hello"
     assert read_history(gw, "hello")[-1].verdict == "unsafe"
+
+
+def test_the_report_says_when_each_step_started_and_finished_on_the_wall_clock():
+    gw, controller = cluster()
+    controller.versions["hello:v2"] = "9.9.9"
+    clock = Clock()
+    engine = make_engine(gw, clock)
+    engine.reporter.wall = lambda: 1_893_456_000.0 + (clock() - 1000.0)  # 2030-01-01T00:00Z
+    outcome = engine.run(plan(update("hello:v2"), AwaitRollout("hello", "2.0.0")), journal(gw))
+    steps = engine.reporter.to_json(outcome)["steps"]
+    failed = steps[1]
+    assert failed["result"] == "failed" and failed["seconds"] > 0
+    assert failed["startedAt"].startswith("2030-01-01T00:00:")
+    took = parse(failed["finishedAt"]) - parse(failed["startedAt"])  # type: ignore[operator]
+    assert took == pytest.approx(failed["seconds"], abs=0.01)
+    assert [s["finishedAt"] <= n["startedAt"] for s, n in zip(steps, steps[1:], strict=False)] == \
+        [True] * (len(steps) - 1)

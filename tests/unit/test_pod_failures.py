@@ -584,3 +584,25 @@ def test_an_init_container_whose_image_is_missing_is_final_at_once_and_named():
     assert [(f.container, f.reason, f.image) for f in failures] == [
         ("migrate", "ErrImagePull", "migrate:v2")]
     assert m.message == "a/migrate: ErrImagePull (image migrate:v2): migrate:v2: not found"
+
+
+def test_unschedulable_for_want_of_room_waits_while_the_apps_own_pods_terminate():
+    c, clock = check()
+    full = [pod("a", unschedulable="0/1 nodes are available: 1 Too many pods.")]
+    clock.now += 30
+    m, failures = c.evaluate(full, terminating=4)
+    assert (m.phase, failures) == (Phase.RUNNING, [])
+    assert m.message == ("a unschedulable (0/1 nodes are available: 1 Too many pods.) while 4 "
+                         "of the app's pods terminate: waiting for the room they free")
+    assert c.evaluate(full)[0].phase is Phase.RUNNING, "their room is gone: 10 s from now on"
+    clock.now += 10
+    assert c.evaluate(full)[0].phase is Phase.FAILED
+
+
+def test_unschedulable_for_a_rule_it_breaks_is_not_helped_by_terminating_pods():
+    c, clock = check()
+    tainted = [pod("a", unschedulable="0/1 nodes are available: 1 node(s) had taint "
+                                       "{dedicated: db}, that the pod didn't tolerate.")]
+    c.evaluate(tainted, terminating=4)
+    clock.now += 10
+    assert c.evaluate(tainted, terminating=4)[0].phase is Phase.FAILED

@@ -436,3 +436,34 @@ def test_the_verifier_reads_scale_up_events_of_unschedulable_pods_only():
     gw.events["b"] = [{"reason": "FailedScheduling", "message": "no room"}]
     pods = [pod("a", unschedulable="no room"), pod("b", unschedulable="no room"), pod("c")]
     assert verifier(gw).scaling_up(pods) == frozenset({"a"})
+
+
+def test_a_new_pod_short_of_room_waits_while_old_pods_terminate_and_only_then():
+    gw = cluster(updated=1, available=0)
+    add_pod(gw, "hello-new-0", unschedulable="0/1 nodes are available: 1 Too many pods.",
+            ready=False)
+    old = add_pod(gw, "hello-old-0", "1.0.0", labels=OLD)
+    old["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:05Z"
+    clock = Clock()
+    v = verifier(gw, clock=clock)
+    clock.tick(30)
+    e = v.evaluate(watched(gw))
+    assert e.phase is Phase.RUNNING and "while 1 of the app's pods terminate" in e.message
+    gw.pods.remove(old)
+    v.evaluate(watched(gw))
+    clock.tick(10)
+    assert v.evaluate(watched(gw)).phase is Phase.FAILED
+
+
+def test_a_rollback_being_restored_is_seen_through_before_a_wrong_answer_ends_it():
+    gw = cluster(updated=1, available=1)
+    add_pod(gw, "hello-new-0", "ok")  # a URL that answers something else than a version
+    for see_through, phases in ((False, [Phase.RUNNING, Phase.RUNNING, Phase.FAILED]),
+                                (True, [Phase.RUNNING] * 4)):
+        v = RolloutVerifier(gw, "hello", "2.0.0", clock=Clock(), since=SINCE,
+                            see_through=see_through)
+        assert [paced(v).phase for _ in range(len(phases))] == phases
+    gw.deployments["hello"]["status"].update(updatedReplicas=3, availableReplicas=3)
+    e = paced(v)
+    assert (e.phase, e.message) == (Phase.FAILED, "hello-new-0 answers version 'ok', "
+                                                  "expected '2.0.0' (5 samples in a row)")
