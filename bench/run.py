@@ -15,13 +15,21 @@ than 5 runs: BENCH_RUNS=1).
    against `kubectl set image` + `kubectl rollout status` on an identical Deployment, one
    after the other, the order alternating.
 4. API cost: the requests one deploy sends, counted at deployer's gateway (its JSON
-   report's apiRequests), for a rolling update at 3, 30 and 60 replicas and a canary
+   report's apiRequests), for a rolling update at 3, 30 and 100 replicas and a canary
    with three steps; checked against the lines of its -v trace. Reads of /version through
    the pod proxy (one per pod and sample) are counted apart: they grow with the replicas
    by design.
-
-Not measured yet: time to verdict for a crash loop, a never-Ready and a wrong-version
-release, per strategy, and the lag behind the kubelet's report; 20 apps deployed at once.
+5. Time to verdict on a bad release, per strategy (rolling, canary, blue-green), for v9
+   (missing image), v4 (crash loop), v3 (never Ready, 30 s progress deadline) and v5
+   (answers the wrong version): from the command's start until the rejection was decided
+   (the failed step's finishedAt in the JSON report) and until the old version served
+   again, verified (the command's end); and how long after the reason reached the API
+   server (a watch from here sees the new pods' ErrImagePull, CrashLoopBackOff, or for v5
+   the first running container) the decision came. Beside it, `kubectl rollout status`
+   on an identical Deployment with the same deadline, waited out, and the bound against
+   kubectl's default 600 s deadline (computed, not waited: "at least").
+6. Concurrency: 20 apps rolled out at the same time by 20 processes, each app's time
+   against one alone, and the peak RSS of one process.
 """
 
 from __future__ import annotations
@@ -336,10 +344,10 @@ def counted(ns: str, *args: str) -> dict[str, int]:
 
 
 NODE_PODS = 110  # the kubelet's maxPods
-# 100 replicas do not fit the lab's one node: its 110 pods include terminating ones (each
-# lingers about 6 s with hello's preStop), and a 100-replica rolling update surging by 5,
-# then by 3, filled it: "Unschedulable: 1 Too many pods", the release rejected.
-SIZES = (3, 30, 60)
+# 100 replicas and a surge of 10% fill the lab's one node (110 pods, terminating ones
+# included: each lingers about 6 s with hello's preStop), so new pods wait for the room
+# the old ones free ("Too many pods"), which deployer waits out while they terminate.
+SIZES = (3, 30, 100)
 
 
 def room(kube: lab.Kube, pods: int) -> None:
@@ -357,7 +365,7 @@ def api_cost(apps: Apps, figures: list[Figure]) -> None:
         probes[replicas] = Figure(f"/version reads: rolling at {replicas} replicas",
                                   "requests", note="one per pod and sample: grows by design")
         for _ in range(RUNS):
-            room(apps.kube, replicas + replicas // 5 + 5)
+            room(apps.kube, min(NODE_PODS, replicas + replicas // 5 + 5))
             ns = apps.new(replicas=replicas, progress_deadline=600)
             surge = [] if replicas == 3 else ["--max-surge", "10%"]
             count = counted(ns, "rolling", "--app", "hello", "--image", "v2", *surge)
