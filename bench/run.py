@@ -343,16 +343,13 @@ def counted(ns: str, *args: str) -> dict[str, int]:
     return dict(report["apiRequests"])
 
 
-NODE_PODS = 110  # the kubelet's maxPods
-# 100 replicas and a surge of 10% fill the lab's one node (110 pods, terminating ones
-# included: each lingers about 6 s with hello's preStop), so new pods wait for the room
-# the old ones free ("Too many pods"), which deployer waits out while they terminate.
+NODE_PODS = 200  # the lab kubelet's maxPods (terminating pods count against it)
 SIZES = (3, 30, 100)
 
 
 def room(kube: lab.Kube, pods: int) -> None:
     """Wait until the node has room for this many more pods (earlier apps' pods, still
-    terminating, count against its 110)."""
+    terminating, count against its maxPods)."""
     lab.wait_for(lambda: len(kube.core.list_pod_for_all_namespaces().items) + pods
                  <= NODE_PODS, 300, 2.0, f"room for {pods} pods on the node")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from deployer.health.http import ProbeOptions, VersionCheck, VersionProbe
-from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck, unscheduled
+from deployer.health.pods import QUOTA_EXCEEDED, PodFailureCheck, unscheduled, wants_room
 from deployer.labels import CANARY_TRACK, TRACK_KEY
 from deployer.model import REVISION_ANNOTATION, Measurement, Phase, PodFailure
 from deployer.rollout import rollout_status
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
 
 SCALE_UP_LOOKUPS = 3  # unschedulable pods whose events are read, per evaluation
+SCALE_UP_RECHECK = 2.0  # seconds before an unschedulable pod's events are read again
 SAMPLE_SPACING = 1.0  # seconds between two /version samples of one pod
 
 
@@ -121,6 +122,11 @@ def is_running(pod: dict[str, Any], container: str | None) -> bool:
         all("running" in (c.get("state") or {}) for c in states)
 
 
+def _unscheduled_message(pod: dict[str, Any]) -> str:
+    return next((c.get("message") or "" for c in (pod.get("status") or {}).get("conditions")
+                 or [] if c.get("type") == "PodScheduled"), "")
+
+
 class Source(Protocol):
     """What the verifier may take from a watch: a source's objects, or None when that
     watch is not in step with the server (see cluster.ChangeFeed)."""
@@ -149,6 +155,7 @@ class RolloutVerifier:
         self.clock = clock
         self.pod_check = PodFailureCheck(clock=clock)
         self._asked: dict[str, float] = {}  # pod -> when it was last asked its version
+        self._scale_ups: dict[str, tuple[float, bool]] = {}  # pod -> (looked at, found)
         self.version_check = (VersionCheck(expected_version, self.options.samples,
                                            self.options.failure_limit, self.options.error_limit)
                               if expected_version and self.options.http_mode != "off" else None)
@@ -189,12 +196,22 @@ class RolloutVerifier:
             return self.gateway.get_deployment(self.name)
         return next((d for d in seen if d["metadata"]["name"] == self.name), None)
 
-    def scaling_up(self, pods: list[dict[str, Any]]) -> frozenset[str]:
+    def scaling_up(self, pods: list[dict[str, Any]], terminating: int = 0) -> frozenset[str]:
         """The unschedulable pods a cluster autoscaler is adding a node for (its
-        TriggeredScaleUp event on the pod); read only while some pod is unschedulable."""
-        return frozenset(name for name in unscheduled(pods)[:SCALE_UP_LOOKUPS]
-                         if any(e.get("reason") == "TriggeredScaleUp"
-                                for e in self.gateway.list_events(name)))
+        TriggeredScaleUp event on the pod): read only while some pod is unschedulable, at
+        most every SCALE_UP_RECHECK seconds per pod, and not while the app's own pods
+        terminate and the pod waits for the room they free."""
+        if terminating and all(wants_room(_unscheduled_message(p)) for p in pods
+                               if p["metadata"]["name"] in unscheduled([p])):
+            return frozenset()
+        now = self.clock()
+        for name in unscheduled(pods)[:SCALE_UP_LOOKUPS]:
+            looked, found = self._scale_ups.get(name, (None, False))
+            if not found and (looked is None or now - looked >= SCALE_UP_RECHECK):
+                found = any(e.get("reason") == "TriggeredScaleUp"
+                            for e in self.gateway.list_events(name))
+                self._scale_ups[name] = (now, found)
+        return frozenset(n for n in unscheduled(pods) if self._scale_ups.get(n, (0, False))[1])
 
     def terminating(self, deployment: dict[str, Any], pods: list[dict[str, Any]],
                     feed: Source | None = None) -> int:
@@ -234,10 +251,11 @@ class RolloutVerifier:
         measurements = [rollout]
         observed = rollout.message.startswith("waiting for the controller")
         pods = [] if observed else (self.new_pods(dep, feed) or [])
+        terminating = self.terminating(dep, pods, feed)
         pod_m, failures = self.pod_check.evaluate(pods, dep,
                                                   quota_freeing=self.quota_freeing(dep, feed),
-                                                  scaling_up=self.scaling_up(pods),
-                                                  terminating=self.terminating(dep, pods, feed))
+                                                  scaling_up=self.scaling_up(pods, terminating),
+                                                  terminating=terminating)
         measurements.append(pod_m)
         names = tuple(p["metadata"]["name"] for p in pods)
         if failures:

@@ -10,6 +10,7 @@ import pytest
 from deployer.health.http import ProbeOptions
 from deployer.health.verifier import (
     SAMPLE_SPACING,
+    SCALE_UP_RECHECK,
     Evaluation,
     RolloutVerifier,
     VerifyOptions,
@@ -467,3 +468,38 @@ def test_a_rollback_being_restored_is_seen_through_before_a_wrong_answer_ends_it
     e = paced(v)
     assert (e.phase, e.message) == (Phase.FAILED, "hello-new-0 answers version 'ok', "
                                                   "expected '2.0.0' (5 samples in a row)")
+
+
+class EventCounting(FakeGateway):
+    def __init__(self, *deps: dict[str, Any]):
+        super().__init__(*deps)
+        self.event_reads: list[str] = []
+
+    def list_events(self, object_name):
+        self.event_reads.append(object_name)
+        return super().list_events(object_name)
+
+
+def test_an_unschedulable_pods_events_are_read_again_only_every_few_seconds():
+    gw = EventCounting(deployment())
+    pods = [pod("a", unschedulable="0/1 nodes are available: 1 Insufficient cpu.")]
+    clock = Clock()
+    v = verifier(gw, clock=clock)
+    for _ in range(5):  # five wake-ups within a second
+        assert v.scaling_up(pods) == frozenset()
+        clock.tick(0.2)
+    assert gw.event_reads == ["a"]
+    gw.events["a"] = [{"reason": "TriggeredScaleUp", "message": "pod triggered scale-up"}]
+    clock.tick(SCALE_UP_RECHECK)
+    assert v.scaling_up(pods) == frozenset({"a"})
+    assert v.scaling_up(pods) == frozenset({"a"}) and gw.event_reads == ["a", "a"]
+
+
+def test_no_scale_up_is_looked_for_while_the_apps_own_pods_free_the_room_it_wants():
+    gw = EventCounting(deployment())
+    full = [pod("a", unschedulable="0/1 nodes are available: 1 Too many pods.")]
+    assert verifier(gw).scaling_up(full, terminating=3) == frozenset()
+    assert gw.event_reads == []
+    tainted = [pod("b", unschedulable="0/1 nodes are available: 1 node(s) had taint.")]
+    verifier(gw).scaling_up(tainted, terminating=3)
+    assert gw.event_reads == ["b"]
