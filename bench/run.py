@@ -151,6 +151,7 @@ MEASURE_RSS = ("import resource, subprocess, sys; "
                "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
                "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
                "sys.exit(code)")
+MEASURE_RSS_KEEP = MEASURE_RSS.replace(", stdout=subprocess.DEVNULL", "")  # stdout passed on
 
 
 def missing_image(apps: Apps, figures: list[Figure]) -> None:
@@ -404,7 +405,7 @@ def concurrency(apps: Apps, figures: list[Figure]) -> None:
         procs = []
         started = time.monotonic()
         for ns in spaces:
-            cmd = [sys.executable, "-c", MEASURE_RSS, DEPLOYER, *CONTEXT, "-n", ns, "-o",
+            cmd = [sys.executable, "-c", MEASURE_RSS_KEEP, DEPLOYER, *CONTEXT, "-n", ns, "-o",
                    "json", "rolling", "--app", "hello", "--image", "v2"]
             procs.append((subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                            text=True), ns))
@@ -455,13 +456,13 @@ def main() -> int:
             part(apps, figures)
             print(f"bench: {part.__name__} measured in {time.monotonic() - started:.0f} s",
                   file=sys.stderr, flush=True)
-    finally:
+    finally:  # what was measured is shown and kept even when a later part fails
         apps.close()
-    print(table(figures))
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps({"runs": RUNS, "figures": [f.to_json() for f in figures]},
-                              indent=2) + "\n")
-    print(f"written: {OUT.relative_to(REPO)}")
+        print(table([f for f in figures if f.samples]))
+        OUT.parent.mkdir(exist_ok=True)
+        OUT.write_text(json.dumps({"runs": RUNS, "figures": [f.to_json() for f in figures]},
+                                  indent=2) + "\n")
+        print(f"written: {OUT.relative_to(REPO)}")
     missed = [f.name for f in figures if f.met is False]
     if RUNS < 5:
         print(f"BENCH_RUNS={RUNS}: fewer than 5 runs per figure, a smoke run, not a result")
