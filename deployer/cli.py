@@ -724,6 +724,16 @@ DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan; change nothing.
 EXPECT = typer.Option(None, "--expect-version", metavar="VERSION",
                       help="What /version must answer (default: "
                            "from the tag, v2 -> 2.0.0).")
+SAMPLES = typer.Option(3, "--samples", metavar="N",
+                       help="Consecutive matching /version answers each new pod must give "
+                            "(1 to 100).")
+
+
+def _check_samples(samples: int) -> None:
+    if samples < 1 or samples > 100:
+        raise InvalidInput(f"--samples {samples} is invalid: use 1 to 100", id="invalid-samples")
+
+
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")
 CONTAINER = typer.Option(None, "--container", metavar="CONTAINER",
                          help="Container to update (default: the only "
@@ -755,6 +765,7 @@ def rolling(
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
     no_version_check: bool = NO_VERSION,
+    samples: int = SAMPLES,
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
@@ -768,6 +779,7 @@ def rolling(
     ctx.meta["allow_gitops"] = allow_gitops
     from deployer.validation import check_surge_pair
 
+    _check_samples(samples)
     surge = parse_surge(max_surge, "--max-surge") if max_surge is not None else None
     unavailable = (parse_surge(max_unavailable, "--max-unavailable")
                    if max_unavailable is not None else None)
@@ -776,7 +788,8 @@ def rolling(
     return _deploy(ctx, "rolling", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
                    {"max_surge": surge, "max_unavailable": unavailable,
-                    "http_mode": _check_via(check_via), "atomic": atomic})
+                    "http_mode": _check_via(check_via), "atomic": atomic},
+                   samples=samples)
 
 
 @app.command()
@@ -788,6 +801,7 @@ def recreate(
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
     no_version_check: bool = NO_VERSION,
+    samples: int = SAMPLES,
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
@@ -799,9 +813,10 @@ def recreate(
     """Stop every old pod, then start the new version; reports the downtime."""
     _lock_options(ctx, force, wait_for_lock)
     ctx.meta["allow_gitops"] = allow_gitops
+    _check_samples(samples)
     return _deploy(ctx, "recreate", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
-                   {"http_mode": _check_via(check_via), "atomic": atomic})
+                   {"http_mode": _check_via(check_via), "atomic": atomic}, samples=samples)
 
 
 @app.command()
@@ -991,9 +1006,7 @@ def canary(
                                            "then promotion."),
     interval: str = typer.Option("0s", "--interval", metavar="DURATION",
                                  help="Analysis time at each step."),
-    samples: int = typer.Option(3, "--samples", metavar="N",
-                                help="Consecutive matching /version answers "
-                                     "each pod must give."),
+    samples: int = SAMPLES,
     max_surge: str | None = typer.Option(None, "--max-surge", metavar="N|N%",
                                          help="Pods above the app's replicas while the "
                                               "canary takes pods from stable (default: "
@@ -1019,8 +1032,7 @@ def canary(
 
     if steps is not None and weight is not None:
         raise InvalidInput("--steps and --weight exclude each other", id="invalid-steps")
-    if samples < 1 or samples > 100:
-        raise InvalidInput(f"--samples {samples} is invalid: use 1 to 100", id="invalid-samples")
+    _check_samples(samples)
     weights = parse_steps(steps) if steps is not None else (
         (parse_percent(weight, "--weight", minimum=1, maximum=99),) if weight is not None
         else None)
@@ -1052,6 +1064,7 @@ def blue_green(
     reason: str | None = REASON,
     dry_run: bool = DRY_RUN,
     expect_version: str | None = EXPECT,
+    samples: int = SAMPLES,
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
@@ -1066,6 +1079,7 @@ def blue_green(
     ctx.meta["allow_gitops"] = allow_gitops
     from deployer.validation import parse_replicas
 
+    _check_samples(samples)
     preview = (parse_replicas(preview_replicas, "--preview-replicas", minimum=1)
                if preview_replicas is not None else None)
     return _deploy(ctx, "blue-green", app_name, image, reason, dry_run, expect_version, False,
@@ -1073,7 +1087,8 @@ def blue_green(
                    {"preview_replicas": preview,
                     "keep_old": parse_duration(keep_old, "--keep-old", allow_zero=True),
                     "until_gate": until_gate, "client_addresses": client_addresses,
-                    "http_mode": _check_via(check_via), "atomic": atomic})
+                    "http_mode": _check_via(check_via), "atomic": atomic},
+                   samples=samples)
 
 
 def _resume(ctx: typer.Context, app_name: str, action: str,

@@ -7,8 +7,11 @@ when they are in step with the server (no request), else from reads.
 
 New pods are asked for their version as soon as their containers run, while the
 rollout goes on, not after it: a pod that is not Ready yet may not answer (its errors
-are not counted against it), but what it answers counts. Each pod is asked at most
-every SAMPLE_SPACING seconds.
+are not counted against it), but what it answers counts. A pod that answered a version is
+asked again ANSWER_SPACING seconds later, so its consecutive samples are in before it is
+Ready (the kubelet probes readiness every few seconds) and verification ends with the
+rollout, not samples later; one that did not answer (not listening yet, an error) waits
+SAMPLE_SPACING seconds.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ if TYPE_CHECKING:
 
 SCALE_UP_LOOKUPS = 3  # unschedulable pods whose events are read, per evaluation
 SCALE_UP_RECHECK = 2.0  # seconds before an unschedulable pod's events are read again
-SAMPLE_SPACING = 1.0  # seconds between two /version samples of one pod
+SAMPLE_SPACING = 1.0  # seconds before a pod that did not answer /version is asked again
+ANSWER_SPACING = 0.25  # seconds before a pod that answered a version is asked again
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class RolloutVerifier:
         self.see_through = see_through
         self.clock = clock
         self.pod_check = PodFailureCheck(clock=clock)
-        self._asked: dict[str, float] = {}  # pod -> when it was last asked its version
+        self._due: dict[str, float] = {}  # pod -> when it may be asked its version again
         self._scale_ups: dict[str, tuple[float, bool]] = {}  # pod -> (looked at, found)
         self.version_check = (VersionCheck(expected_version, self.options.samples,
                                            self.options.failure_limit, self.options.error_limit)
@@ -305,14 +309,16 @@ class RolloutVerifier:
             name = pod["metadata"]["name"]
             if check.verified(name) or not is_running(pod, self.container):
                 continue
-            wait = self._asked.get(name, now - SAMPLE_SPACING) + SAMPLE_SPACING - now
+            wait = self._due.get(name, now) - now
             if wait > 0:
                 due.append(wait)
                 continue
-            self._asked[name] = now
-            check.record(self.probe.sample(pod, port), count_errors=is_ready(pod))
+            sample = self.probe.sample(pod, port)
+            check.record(sample, count_errors=is_ready(pod))
+            spacing = ANSWER_SPACING if sample.ok else SAMPLE_SPACING
+            self._due[name] = now + spacing
             if not check.verified(name):
-                due.append(SAMPLE_SPACING)
+                due.append(spacing)
         ready = [p["metadata"]["name"] for p in pods if is_ready(p)]
         starting = [p["metadata"]["name"] for p in pods if not is_ready(p)]
         # a pod the Deployment counts may not have reached the watch yet: all of them

@@ -27,6 +27,10 @@ CASES = [
     (["rolling", "--app", "hello", "--image", "v2", "--progress-deadline", "soon"],
      "--progress-deadline"),
     (["rollback", "--app", "hello", "--to-revision", "-3"], "revision"),
+    (["rolling", "--app", "hello", "--image", "v2", "--samples", "0"], "--samples 0"),
+    (["recreate", "--app", "hello", "--image", "v2", "--samples", "101"], "--samples 101"),
+    (["blue-green", "--app", "hello", "--image", "v2", "--samples", "0"], "--samples 0"),
+    (["canary", "--app", "hello", "--image", "v2", "--samples", "1000"], "--samples 1000"),
 ]
 
 

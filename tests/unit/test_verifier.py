@@ -9,6 +9,7 @@ import pytest
 
 from deployer.health.http import ProbeOptions
 from deployer.health.verifier import (
+    ANSWER_SPACING,
     SAMPLE_SPACING,
     SCALE_UP_RECHECK,
     Evaluation,
@@ -97,7 +98,7 @@ def test_every_ready_new_pod_must_answer_the_version_several_times_in_a_row():
     v = verifier(gw)
     first, second, third = v.evaluate(), paced(v), paced(v)
     assert (first.phase, first.message) == (Phase.RUNNING, "0 of 3 pods verified as 2.0.0")
-    assert first.next_sample == SAMPLE_SPACING
+    assert first.next_sample == ANSWER_SPACING  # they answered: asked again soon
     assert second.phase is Phase.RUNNING
     assert (third.phase, third.message) == (Phase.SUCCESSFUL,
                                             "3 pods answer 2.0.0 (3 samples each)")
@@ -152,19 +153,35 @@ def test_a_deployment_the_watch_saw_deleted_fails_the_rollout():
     assert (e.phase, e.message) == (Phase.FAILED, "deployment hello was deleted during the run")
 
 
-def test_a_pod_is_asked_again_only_a_samples_spacing_later():
+def test_a_pod_that_answered_is_asked_again_only_an_answers_spacing_later():
     gw = cluster()
     three_new_pods(gw)
     v = verifier(gw)
     v.evaluate()
     assert isinstance(v.clock, Clock)
-    v.clock.tick(SAMPLE_SPACING * 0.4)
+    v.clock.tick(ANSWER_SPACING * 0.4)
     woken = v.evaluate()  # a watch woke the run early: nobody is due yet
     assert len(gw.gets) == 3
-    assert woken.next_sample == pytest.approx(SAMPLE_SPACING * 0.6)
-    v.clock.tick(SAMPLE_SPACING * 0.6)
+    assert woken.next_sample == pytest.approx(ANSWER_SPACING * 0.6)
+    v.clock.tick(ANSWER_SPACING * 0.6)
     v.evaluate()
     assert len(gw.gets) == 6
+
+
+def test_a_pod_that_did_not_answer_is_asked_again_a_samples_spacing_later():
+    gw = cluster(updated=1)
+    add_pod(gw, "hello-new-0", HttpAnswer(None, error="connection refused"),
+            ready=False)
+    v = verifier(gw)
+    first = v.evaluate()
+    assert first.next_sample == SAMPLE_SPACING > ANSWER_SPACING
+    assert isinstance(v.clock, Clock)
+    v.clock.tick(ANSWER_SPACING)
+    v.evaluate()
+    assert gw.gets == ["hello-new-0:8080/version"]  # not due yet
+    v.clock.tick(SAMPLE_SPACING - ANSWER_SPACING)
+    v.evaluate()
+    assert gw.gets == ["hello-new-0:8080/version"] * 2
 
 
 def test_with_a_sidecar_first_the_deployed_containers_port_is_asked():
@@ -287,7 +304,7 @@ def test_a_rollout_in_progress_is_running_and_its_new_pods_are_asked_already():
     assert (e.phase, e.message) == (Phase.RUNNING, "1 of 3 new replicas have been updated")
     assert e.pods == ("hello-new-0",)
     assert gw.gets == ["hello-new-0:8080/version"]
-    assert e.next_sample == SAMPLE_SPACING
+    assert e.next_sample == ANSWER_SPACING
 
 
 def test_a_rollout_in_progress_says_what_its_pods_wait_for_when_it_may_pass():
