@@ -92,8 +92,16 @@ def step_kinds(plan: Plan | dict[str, Any] | None) -> set[type[Step]]:
 
 
 def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
-    missing = [p for p in required(steps)
-               if not gateway.can_i(p.verb, p.group, p.resource, p.subresource)]
+    """Every permission the run needs, one access review each, sent side by side: each only
+    waits for the API server (one after the other they were a sixth of a deploy's time
+    before its first write)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    needed = required(steps)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="access-review") as pool:
+        allowed = list(pool.map(
+            lambda p: gateway.can_i(p.verb, p.group, p.resource, p.subresource), needed))
+    missing = [p for p, ok in zip(needed, allowed, strict=True) if not ok]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise NotAuthorised(
