@@ -63,6 +63,12 @@ def lease_name(app: str) -> str:
     return f"deployer-{app}"
 
 
+def version_of(lease: dict[str, Any] | None) -> str:
+    """A Lease's resourceVersion, "" when there is none: what changes whenever a run takes,
+    renews or gives back the lock."""
+    return str((lease or {}).get("metadata", {}).get("resourceVersion") or "")
+
+
 def describe_holder(lease: dict[str, Any], now: float) -> dict[str, Any] | None:
     """Who holds the Lease and for how long, or None when nobody does."""
     spec = lease.get("spec") or {}
@@ -101,6 +107,9 @@ class Lock:
         self._lease: dict[str, Any] | None = None
         self._lost: str | None = None
         self.note: str | None = None  # how the lock was taken, when that is news
+        # the Lease's resourceVersion as the try that took it found it ("" when there was
+        # none): equal to one read earlier, no run took or gave back the lock in between
+        self.found: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._mutex = threading.Lock()
@@ -193,6 +202,7 @@ class Lock:
     def _try(self, force: bool) -> tuple[bool, str]:
         now = self.clock()
         lease = self.gateway.get_lease(self.name)
+        self.found = version_of(lease)
         if lease is None:
             try:
                 self._lease = self.gateway.create_lease(self._body(now))
