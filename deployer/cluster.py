@@ -615,10 +615,11 @@ class Gateway:
     # ------------------------------------------------------------------ watches
 
     def changes(self, *, deployment: str | None = None, replicasets: str | None = None,
-                pod_selector: str | None = None, service: str | None = None) -> ChangeFeed:
-        """Start watching a Deployment, ReplicaSets and pods (by label selector) and/or a
-        Service's EndpointSlices; ``feed.wait(t)`` wakes on any change, and
-        ``feed.current(source)`` is what the watch has seen so far."""
+                pod_selector: str | None = None, service: str | None = None,
+                config_map: str | None = None) -> ChangeFeed:
+        """Start watching a Deployment, ReplicaSets and pods (by label selector), a
+        Service's EndpointSlices and/or a ConfigMap; ``feed.wait(t)`` wakes on any change,
+        and ``feed.current(source)`` is what the watch has seen so far."""
         sources: list[tuple[str, str, dict[str, Any]]] = []
         if deployment:
             sources.append(("deployment", DEPLOYMENTS,
@@ -627,6 +628,9 @@ class Gateway:
             sources.append(("replicasets", REPLICASETS, {"labelSelector": replicasets}))
         if pod_selector:
             sources.append(("pods", PODS, {"labelSelector": pod_selector}))
+        if config_map:
+            sources.append(("configmap", CONFIGMAPS, {"fieldSelector":
+                                                      f"metadata.name={config_map}"}))
         if service and (path := self._slices_path()) is not None:
             sources.append(("endpointslices", path,
                             {"labelSelector": f"{SERVICE_NAME_LABEL}={service}"}))

@@ -108,4 +108,5 @@ class ClusterGateway(Protocol):
 
     # watches
     def changes(self, *, deployment: str | None = None, replicasets: str | None = None,
-                pod_selector: str | None = None, service: str | None = None) -> ChangeFeed: ...
+                pod_selector: str | None = None, service: str | None = None,
+                config_map: str | None = None) -> ChangeFeed: ...

@@ -167,9 +167,11 @@ class PauseRequest:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def read_pause(gateway: ClusterGateway, app: str) -> PauseRequest | None:
-    """The pause asked for the app's run in progress, or None."""
-    cm = gateway.get_config_map(journal_name(app))
+def read_pause(gateway: ClusterGateway, app: str,
+               seen: list[dict[str, Any]] | None = None) -> PauseRequest | None:
+    """The pause asked for the app's run in progress, or None. ``seen``: the ConfigMap as
+    a watch has it (a list of at most one; no request), None to read it."""
+    cm = gateway.get_config_map(journal_name(app)) if seen is None else next(iter(seen), None)
     return _decode_pause(((cm or {}).get("data") or {}).get(PAUSE_KEY))
 
 

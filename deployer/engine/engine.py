@@ -102,6 +102,13 @@ class Engine:
 
     def run(self, plan: Plan, journal: Journal, *, start: int = 0) -> Outcome:
         """Execute ``plan.steps[start:]``; on failure run the plan's rollback steps."""
+        try:
+            return self._run(plan, journal, start)
+        finally:
+            if self.pausing is not None:
+                self.pausing.close()
+
+    def _run(self, plan: Plan, journal: Journal, start: int) -> Outcome:
         self.reporter.heading(f"Deploying: {plan.summary}")
         self._begin(plan, journal)
         for warning in plan.warnings:

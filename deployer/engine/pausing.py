@@ -1,8 +1,10 @@
 """``deployer pause``: a running deploy holds at a safe point until ``deployer resume``.
 
 Another process asks by writing a pause request into the app's ConfigMap (the run
-journal's, see :mod:`deployer.record`); the engine reads it at its safe points (before
-each step, and while it waits for a rollout or holds), at most every POLL seconds.
+journal's, see :mod:`deployer.record`); the engine looks at it at its safe points (before
+each step, and while it waits for a rollout or holds), at most every POLL seconds, as a
+watch of that ConfigMap has it (no request; a read while the watch is out of step), so
+a long run does not read it again and again.
 Holding means: no writes to the app, the Lease still renewed and read, the pods still
 watched (a failure is reported at once, and judged after the resume). A rolling update
 held inside its rollout pauses the Deployment itself (``spec.paused``), as
@@ -18,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.health.pods import Final, pod_observations, rule_for
 from deployer.health.verifier import selector_of
-from deployer.record import PauseRequest, read_pause
+from deployer.record import PauseRequest, journal_name, read_pause
 from deployer.timestamps import iso
 from deployer.writes import conditional_write
 
 if TYPE_CHECKING:
-    from deployer.gateway import ClusterGateway
+    from deployer.gateway import ChangeFeed, ClusterGateway
     from deployer.model import Plan
     from deployer.record import Journal
     from deployer.report import Reporter
@@ -93,17 +95,28 @@ class Pausing:
         self.lock_check = lock_check
         self.lock_confirm = lock_confirm
         self._asked_at: float | None = None
+        self._feed: ChangeFeed | None = None  # the app's ConfigMap, watched
 
     def asked(self) -> PauseRequest | None:
-        """The pause request for this run, read at most every POLL seconds."""
+        """The pause request for this run, looked at most every POLL seconds."""
         now = self.clock.base()
         if self._asked_at is not None and now - self._asked_at < POLL:
             return None
         self._asked_at = now
-        request = read_pause(self.gateway, self.journal.app)
+        request = self._request()
         if request is None or request.run != self.journal.record.id:
             return None
         return request
+
+    def _request(self) -> PauseRequest | None:
+        """The pause request as the ConfigMap's watch has it (read while out of step)."""
+        if self._feed is None:
+            self._feed = self.gateway.changes(config_map=journal_name(self.journal.app))
+        return read_pause(self.gateway, self.journal.app, self._feed.current("configmap"))
+
+    def close(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
 
     def hold(self, request: PauseRequest, step: str, *, inside: str | None) -> None:
         """Hold until the request is withdrawn. ``inside``: the Deployment whose rollout
@@ -144,7 +157,7 @@ class Pausing:
                 if now - said >= SAY_EVERY:
                     self.reporter.waiting(f"paused by {request.by} for {now - started:.0f}s")
                     said = now
-                current = read_pause(self.gateway, self.journal.app)
+                current = self._request()
                 if current is None or current.run != self.journal.record.id:
                     break
         finally:

@@ -331,8 +331,12 @@ class FakeGateway:
 
     # ------------------------------------------------------------ watches
     def changes(self, *, deployment: str | None = None, replicasets: str | None = None,
-                pod_selector: str | None = None, service: str | None = None) -> FakeFeed:
+                pod_selector: str | None = None, service: str | None = None,
+                config_map: str | None = None) -> FakeFeed:
         reads: dict[str, Callable[[], list[dict[str, Any]]]] = {}
+        if config_map:
+            reads["configmap"] = lambda: [copy.deepcopy(c) for c in
+                                          [self.config_maps.get(config_map)] if c]
         if deployment:
             reads["deployment"] = lambda: [d for d in [self.get_deployment(deployment)] if d]
         if replicasets:

@@ -489,3 +489,34 @@ def test_a_signal_while_held_stops_the_run_and_names_resume():
     assert outcome.other_commands == ("deployer resume --app hello",)
     assert read_run(gw, "hello").held is not None  # type: ignore[union-attr]
     assert gw.image() == "hello:v1"
+
+
+def held_for_ten_seconds(out_of_step: frozenset[str]) -> tuple[FakeGateway, int, str]:
+    """A run held 10 s: the cluster, how often the run's ConfigMap was read, what it said."""
+    gw, _ = cluster()
+    gw.feeds_out_of_step = out_of_step
+    reads: list[str] = []
+    original = gw.get_config_map
+    gw.get_config_map = lambda name: reads.append(name) or original(name)  # type: ignore
+    clock = Clock()
+    j = started(gw)
+    ask(gw, j, reason="watched")
+    Script(gw, clock, hold_for=10)
+    engine = make_engine(gw, clock)
+    reads.clear()
+    assert engine.run(plan(*ROLL), j).verdict is Verdict.PROMOTED  # held, then went on
+    return gw, len(reads), said(engine)
+
+
+def test_the_pause_request_is_looked_at_in_the_watched_config_map_not_read_again():
+    watched, reads, out = held_for_ten_seconds(frozenset())
+    assert "Paused by alice (watched)" in out
+    feeds = [f for f in watched.feeds if "configmap" in f.reads]
+    assert len(feeds) == 1 and feeds[0].closed  # one watch, closed when the run ends
+    looks = feeds[0].served.count("configmap")
+    assert looks >= 6  # before each step, and every 2 s of the 10 s held
+    # the same run with that watch out of step reads the ConfigMap at each of those looks;
+    # what the watch leaves is the journal's own reads before its writes
+    _, unwatched_reads, out = held_for_ten_seconds(frozenset({"configmap"}))
+    assert "Paused by alice (watched)" in out
+    assert unwatched_reads - reads == looks
