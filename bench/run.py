@@ -430,6 +430,13 @@ def api_cost(apps: Apps, figures: list[Figure]) -> None:
 CONCURRENT = 20  # apps deployed at the same time, by as many processes
 
 
+def settled(kube: lab.Kube) -> None:
+    """Wait until no pod of the node is terminating (earlier apps' pods, deleted)."""
+    lab.wait_for(lambda: not any(p.metadata.deletion_timestamp for p in
+                                 kube.core.list_pod_for_all_namespaces().items),
+                 300, 2.0, "no pod terminating on the node")
+
+
 def concurrency(apps: Apps, figures: list[Figure]) -> None:
     """CONCURRENT apps (3 replicas each) rolled out at once by as many deployer processes:
     all must be promoted with their own lock; each one's time against a single deploy."""
@@ -442,6 +449,7 @@ def concurrency(apps: Apps, figures: list[Figure]) -> None:
     cpu = Figure(f"{CONCURRENT} apps at once: CPU time of one process", "s",
                  note="user + system, start-up included")
     for _ in range(RUNS):
+        settled(apps.kube)  # alone means alone: not beside the last round's 60 pods going
         ns = apps.new()
         took, proc = deployer(ns, "rolling", "--app", "hello", "--image", "v2")
         assert proc.returncode == 0, proc.stderr
