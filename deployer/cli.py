@@ -129,20 +129,9 @@ def global_options(
 
 
 def _configure_logging(g: Globals) -> None:
-    import logging
+    from deployer import logs
 
-    import structlog
-
-    level = logging.DEBUG if g.verbose else logging.WARNING
-    renderer: Any = (structlog.processors.JSONRenderer() if g.log_format == "json"
-                     else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()))
-    structlog.configure(
-        processors=[structlog.processors.add_log_level,
-                    structlog.processors.TimeStamper(fmt="iso"), renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
+    logs.configure(g.verbose, g.log_format)
 
 
 def _globals(ctx: typer.Context) -> Globals:
@@ -1302,10 +1291,10 @@ def run(argv: list[str] | None = None) -> int:
         return _run(argv)
     finally:
         if _CONNECTED:
-            import structlog
+            from deployer import logs
 
             for gw in _CONNECTED:
-                structlog.get_logger("deployer.cluster").debug(
+                logs.get_logger("deployer.cluster").debug(
                     "api requests sent", **gw.requests.to_json())
             _CONNECTED.clear()
 

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -44,6 +43,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from deployer import logs
 from deployer.errors import (
     ApiRejected,
     ClusterUnreachable,
@@ -60,7 +60,7 @@ from deployer.model import HttpAnswer
 if TYPE_CHECKING:
     import httpx
 
-log = structlog.get_logger("deployer.cluster")
+log = logs.get_logger("deployer.cluster")
 
 REQUEST_TIMEOUT = (5.0, 30.0)  # (connect, read) seconds for every API call
 POD_PROXY_TIMEOUT = 5.0  # seconds a pod may take to answer through the pod proxy
@@ -84,6 +84,7 @@ REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE = f"{LEASES}/{{name}}"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+RULES_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
 AUTOSCALERS = "/apis/autoscaling/v1/namespaces/{namespace}/horizontalpodautoscalers"
 
 
@@ -250,6 +251,7 @@ class Gateway:
         self.request_timeout = (min(REQUEST_TIMEOUT[0], request_timeout), request_timeout)
         self.requests = RequestCount()
         self._http: httpx.Client | None = None
+        self._http_mutex = threading.Lock()
         self._slices: str | None = None  # the EndpointSlice path, once discovered ("": none)
         self._budgets: str | None = None  # the PodDisruptionBudget path, likewise
 
@@ -527,6 +529,16 @@ class Gateway:
                                params=self._ns(name=name), body=body,
                                safe=bool(body["metadata"].get("resourceVersion"))))
 
+    def access_rules(self) -> tuple[list[dict[str, Any]], bool]:
+        """SelfSubjectRulesReview: the resource rules of the current identity in the
+        namespace, and whether the server says that list is incomplete."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                "spec": {"namespace": self.namespace}}
+        # Creating a review changes nothing, so replaying it is safe.
+        out = self._call("asking what we may do", "POST", RULES_REVIEWS, body=body)
+        status = (out or {}).get("status") or {}
+        return list(status.get("resourceRules") or []), bool(status.get("incomplete"))
+
     def can_i(self, verb: str, group: str, resource: str, subresource: str = "") -> bool:
         """SelfSubjectAccessReview: may the current identity do this in the namespace?"""
         body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
@@ -552,24 +564,28 @@ class Gateway:
                 if s.get("in") == "header" and s.get("value")}
 
     def _pod_http(self) -> httpx.Client:
-        """The gateway's own HTTP client for the API server's pod proxy, built once."""
-        if self._http is None:
-            import ssl
+        """The gateway's own HTTP client for the API server's pod proxy, built once (pods
+        are asked side by side: the first threads must not build one each)."""
+        with self._http_mutex:
+            return self._http or self._make_pod_http()
 
-            import httpx
+    def _make_pod_http(self) -> httpx.Client:
+        import ssl
 
-            cfg = self.configuration
-            if cfg.verify_ssl:
-                context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
-            else:
-                context = ssl.create_default_context()
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            if cfg.cert_file and cfg.key_file:
-                context.load_cert_chain(cfg.cert_file, cfg.key_file)
-            self._http = httpx.Client(base_url=cfg.host, verify=context,
-                                      timeout=httpx.Timeout(POD_PROXY_TIMEOUT, connect=2.0),
-                                      follow_redirects=False)
+        import httpx
+
+        cfg = self.configuration
+        if cfg.verify_ssl:
+            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert or None)
+        else:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if cfg.cert_file and cfg.key_file:
+            context.load_cert_chain(cfg.cert_file, cfg.key_file)
+        self._http = httpx.Client(base_url=cfg.host, verify=context,
+                                  timeout=httpx.Timeout(POD_PROXY_TIMEOUT, connect=2.0),
+                                  follow_redirects=False)
         return self._http
 
     def pod_get(self, pod: str, port: int | str, path: str) -> HttpAnswer:

@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -40,6 +39,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
+from deployer import logs
 from deployer.errors import Conflict, DeployerError, LockHeld, NotFound
 from deployer.timestamps import micro, parse
 from deployer.validation import seconds_from_env
@@ -47,7 +47,7 @@ from deployer.validation import seconds_from_env
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
 
-log = structlog.get_logger("deployer.lock")
+log = logs.get_logger("deployer.lock")
 LEASE_SECONDS = 30
 LOCK_POLL = 2.0  # seconds between tries while waiting for another run's lock
 LEASE_SECONDS_ENV = "DEPLOYER_LEASE_SECONDS"

@@ -1,6 +1,7 @@
 """Before the first write: can this identity do everything the plan needs?
 
-Each permission is asked with a SelfSubjectAccessReview (authorization.k8s.io/v1),
+The identity's rules in the namespace are read with one SelfSubjectRulesReview and any
+permission they do not show is asked with a SelfSubjectAccessReview (authorization.k8s.io/v1),
 so a missing RBAC verb is reported by name up front (exit 69) instead of failing a
 release halfway through, when undoing it may need the very permission that is missing.
 """
@@ -91,17 +92,42 @@ def step_kinds(plan: Plan | dict[str, Any] | None) -> set[type[Step]]:
     return {STEP_TYPES[s["type"]] for s in stored if s.get("type") in STEP_TYPES}
 
 
+def granted(rules: Iterable[dict[str, Any]], permission: Permission) -> bool:
+    """Whether one of these rules (a SelfSubjectRulesReview's resourceRules) grants the
+    permission on every object of its kind, matched as RBAC matches them: ``*`` for any
+    verb, group or resource, ``*/sub`` for a subresource of any resource; a rule limited to
+    some resourceNames does not grant it on all."""
+    resource = permission.resource + (f"/{permission.subresource}"
+                                      if permission.subresource else "")
+    for rule in rules:
+        if rule.get("resourceNames"):
+            continue
+        if not {"*", permission.verb} & set(rule.get("verbs") or ()):
+            continue
+        if not {"*", permission.group} & set(rule.get("apiGroups") or ()):
+            continue
+        for name in rule.get("resources") or ():
+            if name in ("*", resource) or (permission.subresource
+                                          and name == f"*/{permission.subresource}"):
+                return True
+    return False
+
+
 def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
-    """Every permission the run needs, one access review each, sent side by side: each only
-    waits for the API server (one after the other they were a sixth of a deploy's time
-    before its first write)."""
+    """Every permission the run needs. One SelfSubjectRulesReview lists what the identity
+    may do in the namespace; a permission its rules do not grant, or every one when the
+    review says it is incomplete (an authorizer that cannot list rules, a webhook), is asked
+    with an access review of its own, sent side by side. The 18 access reviews of a rolling
+    update, one after the other, were a sixth of its time before the first write."""
     from concurrent.futures import ThreadPoolExecutor
 
     needed = required(steps)
+    rules, incomplete = gateway.access_rules()
+    unsure = needed if incomplete else [p for p in needed if not granted(rules, p)]
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="access-review") as pool:
         allowed = list(pool.map(
-            lambda p: gateway.can_i(p.verb, p.group, p.resource, p.subresource), needed))
-    missing = [p for p, ok in zip(needed, allowed, strict=True) if not ok]
+            lambda p: gateway.can_i(p.verb, p.group, p.resource, p.subresource), unsure))
+    missing = [p for p, ok in zip(unsure, allowed, strict=True) if not ok]
     if missing:
         names = ", ".join(str(p) for p in missing)
         raise NotAuthorised(

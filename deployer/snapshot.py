@@ -43,10 +43,14 @@ def pick_container(deployment: dict[str, Any], wanted: str | None) -> dict[str, 
 
 
 def revisions(gateway: ClusterGateway, deployment: dict[str, Any],
-              container: str | None = None) -> tuple[Revision, ...]:
+              container: str | None = None,
+              replicasets: list[dict[str, Any]] | None = None) -> tuple[Revision, ...]:
+    """The Deployment's revisions, from its ReplicaSets (listed here unless given)."""
     uid = deployment["metadata"].get("uid")
     out = []
-    for rs in gateway.list_replicasets(selector_of(deployment)):
+    if replicasets is None:
+        replicasets = gateway.list_replicasets(selector_of(deployment))
+    for rs in replicasets:
         if not any(o.get("uid") == uid for o in rs["metadata"].get("ownerReferences") or []):
             continue
         annotations = rs["metadata"].get("annotations") or {}
@@ -64,10 +68,13 @@ def revisions(gateway: ClusterGateway, deployment: dict[str, Any],
 
 
 def current_versions(gateway: ClusterGateway, deployment: dict[str, Any],
-                     container: str | None = None) -> Counter[str]:
+                     container: str | None = None,
+                     replicasets: list[dict[str, Any]] | None = None) -> Counter[str]:
     """Ask every Ready pod of the current ReplicaSet for its /version, once each."""
     port = container_port(deployment, container, None)
-    rs = new_replicaset(deployment, gateway.list_replicasets(selector_of(deployment)))
+    if replicasets is None:
+        replicasets = gateway.list_replicasets(selector_of(deployment))
+    rs = new_replicaset(deployment, replicasets)
     if port is None or rs is None:
         return Counter()
     hash_ = (rs["metadata"].get("labels") or {}).get("pod-template-hash")
@@ -118,11 +125,13 @@ def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
         if name not in others and (side := gateway.get_deployment(name)) is not None:
             others[name] = side
     versions: dict[str, str] = {}
+    replicasets = gateway.list_replicasets(selector_of(dep))  # its revisions, its pods
     if measure_version:
         for d in (dep, *others.values()):
             if not d["spec"].get("replicas"):
                 continue
-            answers = current_versions(gateway, d, c["name"])
+            answers = current_versions(gateway, d, c["name"],
+                                       replicasets if d is dep else None)
             good = [v for v in answers if not v.startswith("error:")]
             if len(good) == 1:
                 versions[d["metadata"]["name"]] = good[0]
@@ -133,7 +142,7 @@ def read_app(gateway: ClusterGateway, app: str, container: str | None = None, *,
         image=image,
         replicas=int(dep["spec"].get("replicas", 1)),
         revision=revision,
-        revisions=revisions(gateway, dep, c["name"]),
+        revisions=revisions(gateway, dep, c["name"], replicasets),
         version=versions.get(app),
         service=gateway.get_service(app),
         others=others,

@@ -81,10 +81,13 @@ class VersionProbe:
         name = pod["metadata"]["name"]
         if self.options.via == "proxy":
             return judge(self.gateway.pod_get(name, port, self.options.path), name)
+        return judge(get(self._http(), self._url(pod, port)), name)
+
+    def _http(self) -> httpx.Client:
         if self._client is None:
             self._client = httpx.Client(timeout=httpx.Timeout(5.0, connect=2.0),
                                         follow_redirects=False)
-        return judge(get(self._client, self._url(pod, port)), name)
+        return self._client
 
     def _url(self, pod: dict[str, Any], port: int | str) -> str:
         ip = (pod.get("status") or {}).get("podIP")
@@ -95,12 +98,21 @@ class VersionProbe:
         return f"http://{ip}:{port}{self.options.path}"
 
     def versions(self, pods: list[dict[str, Any]], port: int | str) -> dict[str, str]:
-        """Each pod's answer once: its version, or ``error: ...``."""
-        answers: dict[str, str] = {}
-        for pod in pods:
-            s = self.sample(pod, port)
-            answers[s.target] = s.version or f"error: {s.error}"
-        return answers
+        """Each pod's answer once: its version, or ``error: ...``. The pods are asked side
+        by side, 8 at a time: a pod's first answer through the proxy waits for the API
+        server to reach it (tens of milliseconds), and a deploy reads them all before its
+        first write."""
+        if len(pods) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            if self.options.via != "proxy":
+                self._http()  # one client, made before the threads share it
+            with ThreadPoolExecutor(max_workers=min(8, len(pods)),
+                                    thread_name_prefix="version") as pool:
+                samples = list(pool.map(lambda pod: self.sample(pod, port), pods))
+        else:
+            samples = [self.sample(pod, port) for pod in pods]
+        return {s.target: s.version or f"error: {s.error}" for s in samples}
 
     def close(self) -> None:
         if self._client is not None:

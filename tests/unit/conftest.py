@@ -3,6 +3,7 @@
 import pytest
 import structlog
 
+from deployer import logs
 from tests.unit.fakes import FakeGateway, deployment, service
 
 
@@ -14,6 +15,7 @@ def fresh_logging(monkeypatch, tmp_path):
     monkeypatch.delenv("CI", raising=False)
     yield
     structlog.reset_defaults()
+    logs.reset()
 
 
 @pytest.fixture

@@ -154,6 +154,12 @@ class FakeGateway:
         self.logs: dict[str, list[str]] = {}
         self.pod_answers: dict[str, str | HttpAnswer] = {}
         self.denied: set[tuple[str, str, str, str]] = set()
+        # What a SelfSubjectRulesReview answers: none listed by default, so every
+        # permission is asked with an access review (can_i), as on a server whose rules
+        # review knows nothing.
+        self.rules: list[dict[str, Any]] = []
+        self.rules_incomplete = False
+        self.access_reviews: list[tuple[str, str, str, str]] = []
         self.writes: list[tuple[str, str, dict[str, Any]]] = []
         self.conflicts_left = 0
         self.advance: Callable[[], None] = lambda: None
@@ -238,7 +244,11 @@ class FakeGateway:
         lease = self.leases.get(name)
         return copy.deepcopy(lease) if lease else None
 
+    def access_rules(self) -> tuple[list[dict[str, Any]], bool]:
+        return copy.deepcopy(self.rules), self.rules_incomplete
+
     def can_i(self, verb: str, group: str, resource: str, subresource: str = "") -> bool:
+        self.access_reviews.append((verb, group, resource, subresource))
         return (verb, group, resource, subresource) not in self.denied
 
     # ------------------------------------------------------------ writes

@@ -1,6 +1,8 @@
 """The gateway's pod proxy: the same door, credentials and error translation as every
 other request to the API server; what the pod answers is returned, not judged."""
 
+import threading
+
 import httpx
 import pytest
 
@@ -8,6 +10,7 @@ from deployer.cluster import Gateway, RetryBudget
 from deployer.errors import ClusterUnreachable, NotAuthorised
 from deployer.gateway import RequestCount
 from deployer.health.http import ProbeOptions, VersionProbe
+from tests.unit.fakes import FakeGateway
 
 
 class Configuration:
@@ -35,6 +38,7 @@ def gateway(handler) -> tuple[Gateway, list[httpx.Request]]:
     gw.configuration = Configuration()
     gw.budget = RetryBudget(attempts=3, seconds=30, initial=0.01, maximum=0.02)
     gw._http = httpx.Client(base_url="https://api.test", transport=httpx.MockTransport(record))
+    gw._http_mutex = threading.Lock()
     gw.requests = RequestCount()
     return gw, seen
 
@@ -102,3 +106,25 @@ def test_the_probe_reads_pod_ips_and_url_templates_without_the_api_server():
     assert VersionProbe(gw, ProbeOptions("pod-ip"))._url(pod, 8080) == \
         "http://10.0.0.7:8080/version"
     assert seen == []
+
+
+def test_the_pods_of_a_deploy_are_asked_side_by_side_each_answer_kept_with_its_pod():
+    class Meeting(FakeGateway):
+        """Each answer waits until 4 pods are being asked at the same time: asked one
+        after the other, the first would wait forever (the barrier times out)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.barrier = threading.Barrier(4, timeout=10)
+
+        def pod_get(self, pod, port, path):
+            self.barrier.wait()
+            return super().pod_get(pod, port, path)
+
+    gw = Meeting()
+    pods = [{"metadata": {"name": f"web-{i}"}} for i in range(4)]
+    gw.pod_answers = {"web-0": "1.0.0", "web-1": "1.0.0", "web-2": "2.0.0"}  # web-3: none
+    with VersionProbe(gw) as probe:
+        answers = probe.versions(pods, 8080)
+    assert answers["web-0"] == answers["web-1"] == "1.0.0" and answers["web-2"] == "2.0.0"
+    assert answers["web-3"].startswith("error: ")

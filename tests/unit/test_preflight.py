@@ -101,3 +101,72 @@ def test_a_permission_only_a_step_kind_needs_is_not_asked_for_without_it():
     gw.denied = {("delete", "apps", "deployments", "")}
     preflight.check(gw, [UpdateDeployment, AwaitRollout])  # a rolling plan deletes nothing
     assert ("delete", "apps", "deployments", "") not in gw.asked
+
+
+# --- the rules review ----------------------------------------------------------------
+
+ROLE = [  # manifests/rbac/role.yaml's rules as a SelfSubjectRulesReview lists them
+    {"verbs": ["get", "list", "watch", "update", "create", "delete"], "apiGroups": ["apps"],
+     "resources": ["deployments"]},
+    {"verbs": ["list"], "apiGroups": ["apps"], "resources": ["replicasets"]},
+    {"verbs": ["list", "watch"], "apiGroups": [""], "resources": ["pods"]},
+    {"verbs": ["get"], "apiGroups": [""], "resources": ["pods/proxy"]},
+    {"verbs": ["list"], "apiGroups": [""], "resources": ["events"]},
+    {"verbs": ["get", "patch"], "apiGroups": [""], "resources": ["services"]},
+    {"verbs": ["get", "create", "update"], "apiGroups": [""], "resources": ["configmaps"]},
+    {"verbs": ["get", "create", "update"], "apiGroups": ["coordination.k8s.io"],
+     "resources": ["leases"]},
+    {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+     "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+]
+
+
+@pytest.mark.parametrize(("rule", "permission", "expected"), [
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["pods/proxy"]},
+     Permission("get", "", "pods", "proxy"), True),
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]},
+     Permission("get", "", "pods", "proxy"), False),  # a resource is not its subresources
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["*/proxy"]},
+     Permission("get", "", "pods", "proxy"), True),
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["*/proxy"]},
+     Permission("get", "", "pods"), False),
+    ({"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]},
+     Permission("delete", "apps", "deployments"), True),
+    ({"verbs": ["update"], "apiGroups": ["extensions"], "resources": ["deployments"]},
+     Permission("update", "apps", "deployments"), False),
+    ({"verbs": ["update"], "apiGroups": ["apps"], "resources": ["deployments"],
+      "resourceNames": ["hello"]},
+     Permission("update", "apps", "deployments"), False),  # one object is not every object
+    ({"verbs": ["get"], "apiGroups": [""], "resources": ["services"]},
+     Permission("patch", "", "services"), False),
+])
+def test_a_rule_grants_a_permission_as_rbac_matches_it(rule, permission, expected):
+    assert preflight.granted([rule], permission) is expected
+
+
+def test_what_the_rules_grant_is_not_asked_again():
+    gw = FakeGateway()
+    gw.rules = ROLE
+    preflight.check(gw, preflight.step_kinds(CANARY))
+    assert gw.access_reviews == []
+
+
+def test_what_the_rules_do_not_show_is_asked_and_named_when_refused():
+    gw = FakeGateway()
+    gw.rules = [r for r in ROLE if r["resources"] != ["services"]]  # no get or patch
+    gw.denied = {("patch", "", "services", "")}
+    with pytest.raises(NotAuthorised) as exc:
+        preflight.check(gw, preflight.step_kinds(CANARY))
+    assert sorted(gw.access_reviews) == [("get", "", "services", ""),
+                                         ("patch", "", "services", "")]
+    assert "may not patch services in namespace" in exc.value.message
+    assert gw.writes == []
+
+
+def test_an_incomplete_rules_review_decides_nothing():
+    gw = FakeGateway()
+    gw.rules, gw.rules_incomplete = ROLE, True  # a webhook authorizer may deny what RBAC allows
+    gw.denied = {("update", "apps", "deployments", "")}
+    with pytest.raises(NotAuthorised, match="may not update deployments.apps"):
+        preflight.check(gw, preflight.step_kinds(CANARY))
+    assert len(gw.access_reviews) == len(preflight.required(preflight.step_kinds(CANARY)))
