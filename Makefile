@@ -76,6 +76,7 @@ lint: install ## ruff, mypy and the import contracts
 	$(VENV)/bin/lint-imports
 
 bench: install lab-up ## benchmarks (print figures)
+	$(VPY) bench/run.py --install
 	lab/run $(VPY) bench/run.py
 
 cluster: ## a kind cluster instead of the lab (needs Docker and kind)

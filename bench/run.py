@@ -148,11 +148,12 @@ def startup(apps: Apps, figures: list[Figure]) -> None:
     figures += [help_, status]
 
 
-MEASURE_RSS = ("import resource, subprocess, sys, time; t = time.monotonic(); "
+MEASURE_RSS = ("import resource, subprocess, sys, time; w = time.time(); t = time.monotonic(); "
                "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode; "
                "t = time.monotonic() - t; u = resource.getrusage(resource.RUSAGE_CHILDREN); "
-               "print(u.ru_maxrss, u.ru_utime + u.ru_stime, t, file=sys.stderr); "
-               "sys.exit(code)")  # last line on stderr: peak RSS (KiB), CPU and wall seconds
+               "print(u.ru_maxrss, u.ru_utime + u.ru_stime, t, w, file=sys.stderr); "
+               "sys.exit(code)")  # last line on stderr: peak RSS (KiB), CPU and wall seconds,
+# and the wall clock when the command was started (this wrapper's own start is not in it)
 MEASURE_RSS_KEEP = MEASURE_RSS.replace(", stdout=subprocess.DEVNULL", "")  # stdout passed on
 
 
@@ -168,7 +169,6 @@ class RolloutSeen(threading.Thread):
         self.generation = dep.metadata.generation
         self.written: float | None = None
         self.complete: float | None = None
-        self.stopped = threading.Event()
         self.start()
 
     def run(self) -> None:
@@ -187,7 +187,7 @@ class RolloutSeen(threading.Thread):
                     (st.replicas or 0) <= (st.updated_replicas or 0) and \
                     (st.available_replicas or 0) >= (st.updated_replicas or 0):
                 self.complete = now
-            if self.stopped.is_set() or self.complete is not None:
+            if self.complete is not None:
                 w.stop()
                 return
 
@@ -209,13 +209,13 @@ def good_release(apps: Apps, figures: list[Figure]) -> None:
         a, b = apps.new(), apps.new()
 
         def run_ours(a: str = a) -> float:
-            seen, started = RolloutSeen(apps.kube, a), time.time()
+            seen = RolloutSeen(apps.kube, a)
             _, proc = timed([sys.executable, "-c", MEASURE_RSS, DEPLOYER, *CONTEXT, "-n", a,
                              "rolling", "--app", "hello", "--image", "v2"])
             assert proc.returncode == 0, proc.stderr
-            kib, _, took = proc.stderr.strip().splitlines()[-1].split()
+            kib, _, took, started = proc.stderr.strip().splitlines()[-1].split()
             rss.samples.append(int(kib) / 1024)
-            split("deployer", seen, started, float(took))
+            split("deployer", seen, float(started), float(took))
             return float(took)
 
         def run_theirs(b: str = b) -> float:
@@ -478,7 +478,7 @@ def concurrency(apps: Apps, figures: list[Figure]) -> None:
             report = json.loads(out)
             assert code == 0 and report["verdict"] == "promoted", (ns, err[-2000:])
             assert report["verifiedVersion"] == "2.0.0", report
-            kib, seconds, _ = err.strip().splitlines()[-1].split()
+            kib, seconds, _, _ = err.strip().splitlines()[-1].split()
             rss.samples.append(int(kib) / 1024)
             cpu.samples.append(float(seconds))
             # each app's lock taken and given back, its own release in place
@@ -509,25 +509,36 @@ def table(figures: list[Figure]) -> str:
                      + "  " + r[5] for r in rows)
 
 
-def installed() -> None:
+def installed(online: bool = False) -> None:
     """deployer as a user has it, in a venv of its own: ``pip install`` of this checkout
     (a wheel, its modules compiled to bytecode) with its runtime dependencies only. The
     development venv is not what users start: it is an editable install that compiles
     deployer again at every start while $PYTHONDONTWRITEBYTECODE is set (about 0.08 s),
     and it holds the tools' dependencies (click, for import-linter), with which httpx
-    imports its own command line, rich and pygments too (about 0.06 s)."""
+    imports its own command line, rich and pygments too (about 0.06 s).
+
+    ``online`` (``bench/run.py --install``, which ``make bench`` runs before entering the
+    lab, where there is no package index): make the venv and install the dependencies.
+    Then, offline, this checkout as it is now over whatever was installed before."""
     python = INSTALLED / "bin" / "python"
-    if not python.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(INSTALLED)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
-    # This checkout as it is now, over whatever an earlier bench installed.
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall",
-                    str(REPO)], check=True)
+    if online:
+        if not python.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(INSTALLED)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "setuptools>=77",
+                        str(REPO)], check=True)
+    elif not python.exists():
+        sys.exit(f"bench: {INSTALLED.relative_to(REPO)} is missing: make bench installs it "
+                 "(or .venv/bin/python bench/run.py --install, outside the lab)")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                    "--no-build-isolation", "--force-reinstall", str(REPO)], check=True)
     print(f"bench: deployer installed in {INSTALLED.relative_to(REPO)}", file=sys.stderr,
           flush=True)
 
 
 def main() -> int:
+    if "--install" in sys.argv[1:]:
+        installed(online=True)
+        return 0
     installed()
     kube = lab.default_kube()
     apps = Apps(kube)
