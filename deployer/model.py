@@ -223,11 +223,15 @@ class AwaitRollout(Step):
     deployment: str
     expected_version: str | None
     measure_downtime: bool = False
+    # recreate: the Service that has no endpoint from the moment the old pods stop; the
+    # step ends once it routes to every Ready pod again (and the downtime with it)
+    service: str | None = None
 
     def describe(self) -> str:
         version = (f", every new pod answers {self.expected_version}"
                    if self.expected_version else "")
-        return f"wait for {self.deployment} to roll out and verify it{version}"
+        routed = f", until service {self.service} routes to them" if self.service else ""
+        return f"wait for {self.deployment} to roll out and verify it{version}{routed}"
 
 
 @step_type

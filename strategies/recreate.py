@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deployer.labels import kept_label_warnings, version_labels
+from deployer.labels import kept_label_warnings, selects, version_labels
 from deployer.model import (
     AppState,
     AwaitRollout,
@@ -32,12 +32,18 @@ class RecreateStrategy(RollingStrategy):
         restore: tuple[Step, ...] = (
             (SetRolloutStrategy(dep, original),) if switch else ()
         )
+        # Users reach the app again only when the Service routes to a new pod: the wait
+        # ends there, when the Service selects the Deployment's pods at all.
+        selector = ((state.service or {}).get("spec") or {}).get("selector") or {}
+        template = state.deployment["spec"]["template"]["metadata"].get("labels") or {}
+        service = state.service["metadata"]["name"] \
+            if state.service is not None and selector and selects(selector, template) else None
         steps: tuple[Step, ...] = (
             UpdateDeployment(dep, state.container, str(target.image),
                              change_cause("recreate", target), RECREATE if switch else None,
                              labels=version_labels(state.deployment, target.expected_version,
                                                    state.service)),
-            AwaitRollout(dep, target.expected_version, measure_downtime=True),
+            AwaitRollout(dep, target.expected_version, measure_downtime=True, service=service),
             *restore,
         )
         # The user's own strategy first: under Recreate the old version's pods would wait
@@ -48,7 +54,7 @@ class RecreateStrategy(RollingStrategy):
             *restore,
             UndoRollout(dep, state.revision,
                         f"deployer rolled back {target.image}: release rejected"),
-            AwaitRollout(dep, state.version, measure_downtime=True),
+            AwaitRollout(dep, state.version, measure_downtime=True, service=service),
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"recreate {dep}: stop {state.replicas} pods of {state.image}, "

@@ -7,7 +7,13 @@ from typing import Any
 
 from deployer.engine.context import StepContext, must_exist
 from deployer.engine.outage import Outage
-from deployer.engine.services import STOP_BUDGET, await_pods_stopped, endpoints_without
+from deployer.engine.services import (
+    ENDPOINTS_BUDGET,
+    STOP_BUDGET,
+    await_pods_stopped,
+    endpoints_route_to,
+    endpoints_without,
+)
 from deployer.errors import ClusterUnreachable, Conflict, StepFailed
 from deployer.health.pods import not_ready_reasons
 from deployer.health.verifier import Evaluation, RolloutVerifier, selector_of
@@ -199,7 +205,8 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
                                clock=ctx.clock, since=start_wall, options=ctx.settings.verify,
                                see_through=ctx.restoring)
     evaluation = None
-    downtime = DowntimeMeter(ctx) if step.measure_downtime else None
+    downtime = DowntimeMeter(ctx, until_routed=bool(step.service)) \
+        if step.measure_downtime else None
     try:
         with ctx.gateway.changes(deployment=step.deployment, replicasets=selector_of(dep),
                                  pod_selector=selector_of(dep)) as feed:
@@ -217,6 +224,13 @@ def await_rollout(ctx: StepContext, step: AwaitRollout) -> str | None:
                 if evaluation.phase is Phase.SUCCESSFUL:
                     if step.expected_version and verifier.version_check is not None:
                         ctx.results.verified_version = step.expected_version
+                    if step.service:
+                        served = endpoints_route_to(ctx, step.service,
+                                                    evaluation.deployment or dep,
+                                                    ctx.clock() + ENDPOINTS_BUDGET)
+                        if downtime is not None:
+                            downtime.ended(served)
+                        return f"{evaluation.message}; service {step.service} routes to them"
                     return evaluation.message
                 if evaluation.completed:
                     ctx.explain(evaluation.failures)
@@ -242,9 +256,10 @@ class DowntimeMeter:
     """From the first moment no pod is available to the first moment one is again, across
     the steps that measure it (a rejected release's wait, then its rollback's)."""
 
-    def __init__(self, ctx: StepContext):
+    def __init__(self, ctx: StepContext, until_routed: bool = False):
         self.results = ctx.results
         self.clock = ctx.clock
+        self.until_routed = until_routed  # it ends when the Service routes to a pod again
 
     def observe(self, deployment: K8sObject | None) -> None:
         if deployment is None or self.results.downtime is not None:
@@ -252,8 +267,12 @@ class DowntimeMeter:
         available = (deployment.get("status") or {}).get("availableReplicas", 0)
         if not available and self.results.downtime_since is None:
             self.results.downtime_since = self.clock()
-        elif available and self.results.downtime_since is not None:
+        elif available and self.results.downtime_since is not None and not self.until_routed:
             self.results.downtime = self.clock() - self.results.downtime_since
+
+    def ended(self, at: float) -> None:
+        if self.results.downtime is None and self.results.downtime_since is not None:
+            self.results.downtime = max(0.0, at - self.results.downtime_since)
 
 
 def deadline_failure(ctx: StepContext, step: AwaitRollout, verifier: RolloutVerifier,

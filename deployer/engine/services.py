@@ -158,6 +158,38 @@ def endpoints_without(ctx: StepContext, service: str, addresses: set[str],
         let_kube_proxy_follow(ctx)
 
 
+def endpoints_route_to(ctx: StepContext, service: str, dep: K8sObject,
+                       deadline: float) -> float:
+    """Wait until the Service's endpoints hold every Ready pod of Deployment ``dep`` (after
+    a recreate it has none until then, and users are refused), then for kube-proxy.
+    Returns the clock when the endpoints first held one of them: users are served again
+    from about then (kube-proxy's sync comes on top, and cannot be seen)."""
+    name, selector = dep["metadata"]["name"], selector_of(dep)
+    first: float | None = None
+    routed = wanted = 0
+
+    def pending() -> str | None:
+        nonlocal first, routed, wanted
+        ready = {ip for p in ctx.gateway.list_pods(selector)
+                 if is_ready(p) and not p["metadata"].get("deletionTimestamp")
+                 and (ip := (p.get("status") or {}).get("podIP"))}
+        have = ctx.gateway.endpoint_addresses(service) & ready
+        routed, wanted = len(have), len(ready)
+        if have and first is None:
+            first = ctx.clock()
+        if ready and have == ready:
+            return None
+        return f"service {service} routes to {routed} of the {wanted} Ready pods of {name}"
+
+    with ctx.gateway.changes(service=service, pod_selector=selector) as feed:
+        ctx.wait_until(pending, deadline=deadline, feed=feed,
+                       failure=lambda: f"service {service} routes to {routed} of the {wanted} "
+                                       f"Ready pods of {name} after "
+                                       f"{ENDPOINTS_BUDGET:.0f}s")
+    let_kube_proxy_follow(ctx)
+    return first if first is not None else ctx.clock()
+
+
 def let_kube_proxy_follow(ctx: StepContext) -> None:
     """kube-proxy applies an endpoints change about a second later (its iptables sync);
     that moment cannot be observed through the API, so it is waited for."""

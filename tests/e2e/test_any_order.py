@@ -7,7 +7,6 @@ Service and what every pod of the live side answers.
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.e2e.app_checks import versions_by_pod
@@ -83,13 +82,10 @@ def test_every_ordered_pair_of_strategies_on_one_app(namespace, deploy_hello, ku
         if code == 0:
             serving = VERSION[image]
         # a native rolling update ends when the new pods are ready; the old ones leave
-        # kube-proxy's rules a moment later (a canary or blue-green waits for that itself).
-        # A recreate has no pod in the Service until its new pods are Ready: the Service
-        # refuses connections until kube-proxy has them, a moment after the run ends.
+        # kube-proxy's rules a moment later (a canary or blue-green waits for that itself)
         settle = 10 if strategy in ("rolling", "recreate", "rollback") else 0
-        refused = (httpx.ConnectError,) if strategy == "recreate" else ()
         wait_for(lambda want={serving}: served(kube, namespace) == want, settle, 1.0,
-                 f"{where}: every client on {serving}", ignore=refused)
+                 f"{where}: every client on {serving}")
         pods = live_pods(kube, namespace)
         assert len(pods) == 3 and set(pods.values()) == {serving}, f"{where}: {pods}"
         names = {d.metadata.name for d in kube.apps.list_namespaced_deployment(namespace).items}

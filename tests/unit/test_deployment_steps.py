@@ -22,7 +22,7 @@ from deployer.model import (
     UndoRollout,
     UpdateDeployment,
 )
-from tests.unit.fakes import FakeGateway, deployment, replicaset, service
+from tests.unit.fakes import FakeGateway, deployment, pod, replicaset, service
 from tests.unit.harness import Clock, Controller, err_text, make_engine, relabel
 
 VERSIONS = {"hello:v1": "1.0.0", "hello:v2": "2.0.0"}
@@ -644,3 +644,43 @@ def test_a_scale_up_or_a_scale_without_a_service_does_not_wait():
     engine.execute(ScaleDeployment("hello-blue", 1))
     engine.execute(ScaleDeployment("hello-blue", 3, service="hello"))
     assert clock.sleeps == []
+
+
+def test_a_recreate_ends_when_the_service_routes_to_the_new_pods_and_so_does_its_downtime():
+    gw = FakeGateway(deployment(generation=2, observed=1))
+    gw.services["hello"] = service("hello", {"app": "hello"})
+    clock = Clock()
+    new = [{**pod(f"hello-new-{i}"), "metadata": {"name": f"hello-new-{i}", "labels": {
+        "app": "hello", "track": "stable"}}} for i in range(3)]
+    for i, p in enumerate(new):
+        p["status"]["podIP"] = f"10.1.0.{i + 1}"
+    at: dict[str, float] = {}
+
+    def step(name: str, change) -> Any:
+        return lambda: (at.__setitem__(name, clock.now), change())
+
+    script = iter([  # old pods gone; the new ones Ready; the Service gets one, then both
+        step("down", lambda: gw.deployments["hello"]["status"].update(
+            {"observedGeneration": 2, "updatedReplicas": 0, "availableReplicas": 0})),
+        step("available", lambda: (gw.deployments["hello"]["status"].update(
+            {"updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}),
+            gw.pods.extend(new))),
+        step("routed", lambda: gw.endpoints.__setitem__("hello", {"10.1.0.1"})),
+        step("all", lambda: gw.endpoints.__setitem__("hello", {"10.1.0.1", "10.1.0.2",
+                                                              "10.1.0.3"})),
+    ])
+
+    def advance():
+        clock.tick(4.0)
+        next(script, lambda: None)()
+
+    gw.advance = advance
+    gw.feed_tick = lambda seconds: None  # time moves only as the script says
+    engine = make_engine(gw, clock)
+    engine.execute(AwaitRollout("hello", None, measure_downtime=True, service="hello"))
+    assert (engine.reporter.steps[-1].note or "").endswith("; service hello routes to them")
+    assert len(gw.endpoint_addresses("hello")) == 3, "waited until it routes to all three"
+    # not over when the pods were available: the Service had none of them yet
+    assert engine.ctx.results.downtime == at["routed"] - at["down"] > \
+        at["available"] - at["down"]
+    assert clock.sleeps[-1] == KUBE_PROXY_SYNC, "and kube-proxy is given its sync"

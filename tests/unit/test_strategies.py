@@ -175,3 +175,20 @@ def test_a_version_label_the_service_or_the_selector_holds_is_left_as_it_is():
     selected = RollingStrategy().plan(with_version_label(selector=True), target(), Options())
     assert selected.steps[0].labels is None
     assert any("still labelled version=1.0.0" in w for w in selected.warnings)
+
+
+def test_recreate_waits_for_the_service_that_routes_to_the_app_and_none_other():
+    from dataclasses import replace
+
+    from tests.unit.fakes import service
+
+    routed = replace(state(), service=service("web", {"app": "hello"}))
+    plan = RecreateStrategy().plan(routed, target(), Options())
+    assert plan.steps[1] == AwaitRollout("hello", "2.0.0", measure_downtime=True,
+                                         service="web")
+    assert plan.rollback[-1] == AwaitRollout("hello", "1.0.0", measure_downtime=True,
+                                             service="web")
+    assert "until service web routes to them" in plan.steps[1].describe()
+    elsewhere = replace(state(), service=service("web", {"app": "other"}))
+    assert RecreateStrategy().plan(elsewhere, target(), Options()).steps[1].service is None
+    assert RecreateStrategy().plan(state(), target(), Options()).steps[1].service is None
