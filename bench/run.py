@@ -202,6 +202,8 @@ def good_release(apps: Apps, figures: list[Figure]) -> None:
     after = {who: Figure(f"good release: {who}: rollout complete -> command end", "s",
                          note="verification included" if who == "deployer" else "")
              for who in ("deployer", "kubectl")}
+    client = Figure("good release: python -c 'import kubernetes' in deployer's venv", "s",
+                    note="the official client's import alone: part of every deployer start")
     rollout = Figure("good release: image written -> rollout complete (both)", "s",
                      note="the cluster's own time: the kubelet probes readiness every 2 s")
     for i in range(2 * RUNS):  # twice as many pairs: each pod's readiness waits for the
@@ -232,6 +234,9 @@ def good_release(apps: Apps, figures: list[Figure]) -> None:
             after[who].samples.append(started + took - seen.complete)
             rollout.samples.append(seen.complete - seen.written)
 
+        # as a command would meet the lab: its two apps up, nothing else going on
+        client.samples.append(timed([str(INSTALLED / "bin" / "python"), "-c",
+                                     "import kubernetes"])[0])
         first, second = (run_ours, run_theirs) if i % 2 == 0 else (run_theirs, run_ours)
         t1, t2 = first(), second()
         t_ours, t_theirs = (t1, t2) if first is run_ours else (t2, t1)
@@ -246,7 +251,14 @@ def good_release(apps: Apps, figures: list[Figure]) -> None:
                                                          / (rollout.median + extra["kubectl"])],
                     note="computed: (rollout + deployer's time around it) / (rollout + "
                          "kubectl's)")
-    figures += [ours, theirs, ratio, *before.values(), *after.values(), rollout, steady, rss]
+    # How far the steady ratio can come down while deployer is a Python program using the
+    # official client: kubectl's own time plus only that client's import.
+    least = Figure("good release: the same, for kubectl's time plus 'import kubernetes' alone",
+                   "x", samples=[(rollout.median + extra["kubectl"] + client.median)
+                                 / (rollout.median + extra["kubectl"])],
+                   note="computed: the floor of the ratio above for any client of this library")
+    figures += [ours, theirs, ratio, *before.values(), *after.values(), rollout, steady, client,
+                least, rss]
 
 
 BAD = {  # image: what is wrong with it, and the new pods' state that is its reason
