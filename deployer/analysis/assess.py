@@ -1,0 +1,134 @@
+"""How measurements decide a metric, and metrics an analysis, as Argo Rollouts decides them.
+
+A measurement is Successful, Failed or Inconclusive by the metric's conditions, or an
+Error when it could not be taken or judged. A metric is Failed once its Failed
+measurements exceed ``failureLimit``, Inconclusive once its Inconclusive ones exceed
+``inconclusiveLimit``, an Error once more than ``consecutiveErrorLimit`` measurements in a
+row were Errors; Successful once ``count`` measurements are taken without that, or, with
+no count, when its time is up. The analysis is the worst of its metrics (Failed, then
+Error, then Inconclusive), and is still running while one is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from deployer.analysis.conditions import ConditionError
+from deployer.analysis.template import Metric
+
+
+class Result(StrEnum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCESSFUL = "Successful"
+    INCONCLUSIVE = "Inconclusive"
+    FAILED = "Failed"
+    ERROR = "Error"
+
+    @property
+    def completed(self) -> bool:
+        return self not in (Result.PENDING, Result.RUNNING)
+
+
+_WORSE = [Result.SUCCESSFUL, Result.INCONCLUSIVE, Result.ERROR, Result.FAILED]  # Argo's order
+
+
+def judge(metric: Metric, value: Any) -> tuple[Result, str]:
+    """One measurement's result by the metric's conditions, and why (Argo's rules: with a
+    success condition only, not meeting it fails; with a failure condition only, not
+    meeting it succeeds; with both, meeting neither is inconclusive; with none, any value
+    succeeds)."""
+    try:
+        success = metric.success.holds(value) if metric.success else None
+        failure = metric.failure.holds(value) if metric.failure else None
+    except ConditionError as exc:
+        return Result.ERROR, str(exc)
+    if success is None and failure is None:
+        return Result.SUCCESSFUL, "no condition: any value passes"
+    if failure is None:
+        failure = not success
+    if success is None:
+        success = not failure
+    if failure:
+        met = f"failureCondition {metric.failure.text!r} holds" if metric.failure else \
+            f"successCondition {metric.success.text!r} does not hold"  # type: ignore[union-attr]
+        return Result.FAILED, met
+    if not success:
+        return Result.INCONCLUSIVE, "neither condition holds"
+    return Result.SUCCESSFUL, (f"successCondition {metric.success.text!r} holds"
+                               if metric.success else
+                               f"failureCondition {metric.failure.text!r} does not hold")  # type: ignore[union-attr]
+
+
+@dataclass
+class Measurement:
+    result: Result
+    value: Any
+    message: str
+    at: str  # RFC 3339, when it was taken
+
+
+@dataclass
+class MetricRun:
+    """A metric's measurements so far, and what they decide."""
+
+    metric: Metric
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def add(self, measurement: Measurement) -> None:
+        self.measurements.append(measurement)
+
+    def counts(self) -> dict[Result, int]:
+        out = {r: 0 for r in Result}
+        for m in self.measurements:
+            out[m.result] += 1
+        return out
+
+    def consecutive_errors(self) -> int:
+        n = 0
+        for m in reversed(self.measurements):
+            if m.result is not Result.ERROR:
+                break
+            n += 1
+        return n
+
+    def assess(self, time_up: bool = False) -> tuple[Result, str]:
+        """The metric's result now; ``time_up``: its step's time is over (a metric with no
+        count then ends Successful, if nothing else decided it)."""
+        m = self.metric
+        if not self.measurements:
+            return (Result.INCONCLUSIVE, "no measurement was taken") if time_up else \
+                (Result.PENDING, "not measured yet")
+        counts = self.counts()
+        decided: tuple[Result, str] | None = None
+        if counts[Result.FAILED] > m.failure_limit:
+            decided = (Result.FAILED, f"{counts[Result.FAILED]} failed measurements > "
+                                      f"failureLimit {m.failure_limit}")
+        if counts[Result.INCONCLUSIVE] > m.inconclusive_limit:
+            decided = (Result.INCONCLUSIVE, f"{counts[Result.INCONCLUSIVE]} inconclusive "
+                                            f"measurements > inconclusiveLimit "
+                                            f"{m.inconclusive_limit}")
+        errors = self.consecutive_errors()
+        if errors > m.consecutive_error_limit:
+            decided = (Result.ERROR, f"{errors} errors in a row > consecutiveErrorLimit "
+                                     f"{m.consecutive_error_limit}: "
+                                     f"{self.measurements[-1].message}")
+        if decided is not None:
+            return decided
+        taken = len(self.measurements)
+        if m.count is not None and taken >= m.count:
+            return Result.SUCCESSFUL, f"{taken} of {m.count} measurements taken"
+        if time_up:
+            return Result.SUCCESSFUL, f"{taken} measurements taken until the step's end"
+        return Result.RUNNING, f"{taken} measurements taken"
+
+
+def overall(results: list[Result]) -> Result:
+    """The analysis: running while a metric is, else the worst of them."""
+    if not results:
+        return Result.SUCCESSFUL
+    if any(not r.completed for r in results):
+        return Result.RUNNING
+    return max(results, key=_WORSE.index)
