@@ -42,7 +42,7 @@ _METRIC_FIELDS = {"name", "interval", "initialDelay", "count", "successCondition
                   "failureCondition", "failureLimit", "inconclusiveLimit",
                   "consecutiveErrorLimit", "provider"}
 _PROVIDER_FIELDS = {
-    "prometheus": {"address", "query", "timeout", "insecure", "headers"},
+    "prometheus": {"address", "query", "timeout", "insecure", "headers", "caCert"},
     "web": {"url", "method", "headers", "body", "jsonBody", "timeoutSeconds", "jsonPath",
             "insecure"},
     "job": {"metadata", "spec"},
@@ -51,7 +51,9 @@ _UNSUPPORTED = {  # what Argo has and deployer refuses, with why
     "dryRun": "dry-run metrics are not supported: every metric decides",
     "measurementRetention": "every measurement is kept in the report",
     "valueFrom": "arguments from Secrets or fields are not supported: pass --arg NAME=VALUE",
-    "authentication": "Prometheus authentication (sigv4, oauth2) is not supported",
+    "authentication": "Prometheus authentication (sigv4, oauth2, basicAuth) is not "
+                      "supported: a header (Authorization) can carry credentials",
+    "rangeQuery": "range queries are not supported: deployer judges instant queries",
 }
 
 
@@ -250,6 +252,7 @@ def _check_provider(kind: str, s: dict[str, Any], where: str) -> None:
             raise InvalidInput(f"{where}.timeout must be a whole number of seconds above 0",
                                id="invalid-analysis")
         _headers(s.get("headers"), f"{where}.headers")
+        text("caCert", required=False)
     elif kind == "web":
         text("url")
         method = s.get("method", "GET")
@@ -263,6 +266,14 @@ def _check_provider(kind: str, s: dict[str, Any], where: str) -> None:
             raise InvalidInput(f"{where}: a GET sends no body", id="invalid-analysis")
         text("body", required=False)
         text("jsonPath", required=False)
+        if s.get("jsonPath"):
+            from deployer.analysis.providers import json_path
+
+            try:
+                json_path(s["jsonPath"])
+            except ValueError as exc:
+                raise InvalidInput(f"{where}.jsonPath {s['jsonPath']!r} is not a JSONPath: "
+                                   f"{exc}", id="invalid-analysis") from None
         timeout = s.get("timeoutSeconds", WEB_TIMEOUT)
         if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
             raise InvalidInput(f"{where}.timeoutSeconds must be a whole number of seconds "

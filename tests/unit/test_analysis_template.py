@@ -27,6 +27,11 @@ spec:
     provider:
       prometheus:
         address: http://prometheus.example.com:9090
+        # timeout is expressed in seconds
+        timeout: 40
+        headers:
+        - key: X-Scope-OrgID
+          value: tenant_a
         query: |
           sum(irate(
             istio_requests_total{reporter="source",destination_service=~"{{args.service-name}}",response_code!~"5.*"}[5m]
@@ -223,3 +228,56 @@ def test_files_that_are_not_templates_are_refused(write, tmp_path):
     web = WEB.replace("        jsonPath:", "        method: DELETE\n        jsonPath:")
     assert "method 'DELETE': GET, POST or PUT" in refused([write(web)],
                                                           {"service-name": "s"}).message
+
+
+WEB_POST = """\
+apiVersion: argoproj.io/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: web-post
+spec:
+  args:
+  - name: service-name
+  metrics:
+  - name: webmetric
+    successCondition: result == true
+    provider:
+      web:
+        method: POST # valid values are GET|POST|PUT, defaults to GET
+        url: "http://my-server.com/api/v1/measurement?service={{ args.service-name }}"
+        timeoutSeconds: 20 # defaults to 10 seconds
+        headers:
+          - key: Content-Type # if body is a json, it is recommended to set the Content-Type
+            value: "application/json"
+        body: "{\\"key\\": \\"string value\\"}"
+        jsonPath: "{$.data.ok}"
+"""
+
+
+def test_the_documented_web_post_example_loads(write):
+    (m,) = t.load([write(WEB_POST)], {"service-name": "hello"}).metrics
+    assert m.settings["method"] == "POST" and m.settings["body"] == '{"key": "string value"}'
+    assert m.success is not None and m.success.holds(True) and not m.success.holds(False)
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (("        jsonPath: \"{$.data.ok}\"", "        jsonPath: \"{$.data[}\""), "is not a JSONPath"),
+    (("        method: POST", "        method: GET"), "a GET sends no body"),
+])
+def test_bad_web_fields_are_refused(write, change, said):
+    old, new = change
+    assert old in WEB_POST
+    assert said in refused([write(WEB_POST.replace(old, new))], {"service-name": "s"}).message
+
+
+def test_the_documented_range_query_and_authentication_are_refused_saying_why(write):
+    ranged = SUCCESS_RATE.replace("        timeout: 40\n",
+                                  "        rangeQuery:\n          step: 1m\n")
+    assert "field 'rangeQuery' is not supported (range queries" in \
+        refused([write(ranged)], {"service-name": "s"}).message
+    signed = SUCCESS_RATE.replace("        timeout: 40\n",
+                                  "        authentication:\n          sigv4:\n"
+                                  "            region: eu\n")
+    error = refused([write(signed)], {"service-name": "s"})
+    assert "field 'authentication' is not supported" in error.message
+    assert "Authorization" in error.message
