@@ -5,8 +5,9 @@ Error when it could not be taken or judged. A metric is Failed once its Failed
 measurements exceed ``failureLimit``, Inconclusive once its Inconclusive ones exceed
 ``inconclusiveLimit``, an Error once more than ``consecutiveErrorLimit`` measurements in a
 row were Errors; Successful once ``count`` measurements are taken without that, or, with
-no count, when its time is up. The analysis is the worst of its metrics (Failed, then
-Error, then Inconclusive), and is still running while one is.
+no count, when its time is up. A metric that ends Failed, Error or Inconclusive ends the
+analysis (the worst of them: Failed, then Error, then Inconclusive); otherwise it runs
+while a metric does.
 """
 
 from __future__ import annotations
@@ -95,9 +96,11 @@ class MetricRun:
         return n
 
     def assess(self, time_up: bool = False) -> tuple[Result, str]:
-        """The metric's result now; ``time_up``: its step's time is over (a metric with no
-        count then ends Successful, if nothing else decided it)."""
+        """The metric's result now; ``time_up``: its step's time is over. A metric with no
+        count then ends Successful if nothing else decided it, or Inconclusive if it was
+        never measured; a metric with a count goes on until it has them."""
         m = self.metric
+        time_up = time_up and m.count is None
         if not self.measurements:
             return (Result.INCONCLUSIVE, "no measurement was taken") if time_up else \
                 (Result.PENDING, "not measured yet")
@@ -126,9 +129,12 @@ class MetricRun:
 
 
 def overall(results: list[Result]) -> Result:
-    """The analysis: running while a metric is, else the worst of them."""
-    if not results:
-        return Result.SUCCESSFUL
+    """The analysis: a metric Failed, in Error or Inconclusive ends it at once (as an
+    AnalysisRun terminates then), the worst of them deciding; otherwise it runs while a
+    metric does, and is Successful when all are."""
+    ended = [r for r in results if r in (Result.INCONCLUSIVE, Result.ERROR, Result.FAILED)]
+    if ended:
+        return max(ended, key=_WORSE.index)
     if any(not r.completed for r in results):
         return Result.RUNNING
-    return max(results, key=_WORSE.index)
+    return Result.SUCCESSFUL

@@ -81,6 +81,14 @@ def test_a_metric_with_no_count_runs_until_its_time_is_up_and_nothing_measured_i
 
 def test_the_analysis_is_the_worst_completed_metric_and_runs_while_one_does():
     assert overall([Result.SUCCESSFUL, Result.RUNNING]) is Result.RUNNING
+    assert overall([Result.FAILED, Result.RUNNING]) is Result.FAILED  # it ends at once
+    assert overall([Result.SUCCESSFUL, Result.SUCCESSFUL]) is Result.SUCCESSFUL
     assert overall([Result.SUCCESSFUL, Result.INCONCLUSIVE]) is Result.INCONCLUSIVE
     assert overall([Result.INCONCLUSIVE, Result.ERROR]) is Result.ERROR
     assert overall([Result.ERROR, Result.FAILED, Result.SUCCESSFUL]) is Result.FAILED
+
+
+def test_a_metric_with_a_count_goes_on_past_the_steps_end_until_it_has_them():
+    m = metric(count=3)
+    assert run_of(m, Result.SUCCESSFUL).assess(time_up=True)[0] is Result.RUNNING
+    assert run_of(m).assess(time_up=True)[0] is Result.PENDING
