@@ -236,19 +236,27 @@ class Lock:
                 log.warning("could not renew the lock", error=exc.message)
 
     def renew(self) -> None:
+        """One write: the Lease as this run last wrote it, with a new renewTime, on the
+        condition that nobody wrote it since (its resourceVersion). Only when someone did
+        is it read, to see whether it is still this run's."""
         with self._mutex:
             if self._lost or self._lease is None:
                 return
-            lease = self.gateway.get_lease(self.name)
-            holder = (lease or {}).get("spec", {}).get("holderIdentity")
-            if lease is None or holder != self.holder:
-                self._lost = f"the lock is now held by {holder or 'nobody'}"
-                return
-            spec = dict(lease["spec"], renewTime=micro(self.clock()))
-            try:
-                self._lease = self.gateway.replace_lease({**lease, "spec": spec})
-            except Conflict:
-                self._lost = "the lock changed hands while renewing"
+            lease: dict[str, Any] | None = self._lease
+            for _ in range(2):
+                assert lease is not None
+                spec = dict(lease["spec"], renewTime=micro(self.clock()))
+                try:
+                    self._lease = self.gateway.replace_lease({**lease, "spec": spec})
+                    return
+                except (Conflict, NotFound):
+                    pass  # written (or deleted) by someone else since: who holds it now?
+                lease = self.gateway.get_lease(self.name)
+                holder = (lease or {}).get("spec", {}).get("holderIdentity")
+                if lease is None or holder != self.holder:
+                    self._lost = f"the lock is now held by {holder or 'nobody'}"
+                    return
+            self._lost = "the lock changed hands while renewing"
 
     def confirm_held(self) -> None:
         """Read the Lease and stop if it is no longer ours: called before every journal

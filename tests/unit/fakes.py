@@ -6,7 +6,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from deployer.errors import Conflict, NotAuthorised
+from deployer.errors import Conflict, NotAuthorised, NotFound
 from deployer.gateway import ClusterGateway, RequestCount
 from deployer.model import HttpAnswer
 
@@ -333,6 +333,8 @@ class FakeGateway:
 
     def replace_lease(self, body: dict[str, Any]) -> dict[str, Any]:
         name = body["metadata"]["name"]
+        if name not in self.leases:
+            raise NotFound(f'leases "{name}" not found')
         current = self.leases[name]
         self._check_version("lease", body, current)
         self.leases[name] = self._bump(body, current)

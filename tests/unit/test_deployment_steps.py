@@ -551,6 +551,12 @@ def test_a_lock_that_cannot_be_checked_for_a_moment_is_ridden_out_too():
                 raise ClusterUnreachable("lease read timed out")
             return super().get_lease(name)
 
+        def replace_lease(self, body):  # a renewal writes without reading first
+            if self.lease_failing:
+                self.lease_failing -= 1
+                raise ClusterUnreachable("lease write timed out")
+            return super().replace_lease(body)
+
     gw = LeaseOutage(deployment(generation=2, observed=1))
     clock = Clock()
     wall = [1_900_000_000.0]

@@ -331,7 +331,9 @@ def lease_lock(gw: FakeGateway) -> tuple[Lock, Any]:
     lock.acquire()
 
     def steal() -> None:  # the on-call engineer forced the lock; ours ran out meanwhile
-        gw.leases["deployer-hello"]["spec"]["holderIdentity"] = "run-2 by on-call"
+        current = gw.leases["deployer-hello"]
+        taken = {**current, "spec": {**current["spec"], "holderIdentity": "run-2 by on-call"}}
+        gw.leases["deployer-hello"] = gw._bump(taken, current)  # a write: a new version
         now[0] += 31
 
     return lock, steal

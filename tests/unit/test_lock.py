@@ -5,7 +5,7 @@ import copy
 
 import pytest
 
-from deployer.errors import Conflict, LockHeld
+from deployer.errors import Conflict, LockHeld, NotFound
 from deployer.lock import Lock, describe_holder
 from deployer.timestamps import micro
 
@@ -16,8 +16,10 @@ class Leases:
     def __init__(self):
         self.items: dict[str, dict] = {}
         self.rv = 0
+        self.reads = 0
 
     def get_lease(self, name):
+        self.reads += 1
         lease = self.items.get(name)
         return copy.deepcopy(lease) if lease else None
 
@@ -28,7 +30,9 @@ class Leases:
         return self._store(body)
 
     def replace_lease(self, body):
-        current = self.items[body["metadata"]["name"]]
+        current = self.items.get(body["metadata"]["name"])
+        if current is None:
+            raise NotFound("leases \"deployer-hello\" not found")
         if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
             raise Conflict("changed")
         return self._store(body)
@@ -224,3 +228,38 @@ def test_the_read_only_check_decides_as_acquire_would_and_writes_nothing():
     clock.now += 31
     assert checker.check_free() == "the real run would take over the lock from a (expired)"
     assert store.items == before
+
+
+def test_a_renewal_is_one_write_and_reads_only_when_someone_else_wrote():
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    reads = store.reads
+    clock.now += 10
+    first.renew()
+    assert store.reads == reads, "no read: the write is conditional on its resourceVersion"
+    assert store.items["deployer-hello"]["spec"]["renewTime"] == micro(clock.now)
+    # someone else writes the Lease (an annotation, say) without taking it
+    other = copy.deepcopy(store.items["deployer-hello"])
+    other["metadata"]["annotations"] = {"note": "x"}
+    store._store(other)
+    clock.now += 10
+    first.renew()
+    assert store.reads == reads + 1 and first._lost is None
+    assert store.items["deployer-hello"]["spec"]["renewTime"] == micro(clock.now)
+    assert store.items["deployer-hello"]["metadata"]["annotations"] == {"note": "x"}
+
+
+@pytest.mark.parametrize("what", ["taken over", "deleted"])
+def test_a_renewal_that_finds_the_lease_taken_or_gone_loses_the_lock(what):
+    store, clock = Leases(), Clock()
+    first = lock(store, clock, "a")
+    first.acquire()
+    if what == "deleted":
+        del store.items["deployer-hello"]
+    else:
+        clock.now += 5
+        lock(store, clock, "b").acquire(force=True)
+    first.renew()
+    assert first._lost == ("the lock is now held by nobody" if what == "deleted" else
+                           "the lock is now held by b")
