@@ -9,6 +9,8 @@ the machine, so nothing is pulled from a registry:
   docker.io/library/hello:v3   "3.0.0" but no /www/healthz: never Ready
   docker.io/library/hello:v4   entrypoint fails at start (exit 3): CrashLoopBackOff
   docker.io/library/hello:v5   Ready, but /www/version says "1.0.0" (a mislabelled build)
+  docker.io/library/hello:v6   Ready, answers "6.0.0", but fails about 20% of the requests
+                               to / with HTTP 500: a release only its error rate shows
   docker.io/library/hello:v7   a good build of "7.0.0": a third version, for histories
                                of more than two releases
   deployer.local/pause:lab     the pod sandbox image (the `pause` binary)
@@ -16,7 +18,11 @@ the machine, so nothing is pulled from a registry:
 hello:v9 is deliberately never built: pulling it is a real ErrImagePull.
 
 /www/version holds the version followed by one newline ("1.0.0\\n"); clients strip
-whitespace. /www/healthz holds "ok\\n".
+whitespace. /www/healthz holds "ok\\n". / is the app itself, a CGI (/www/cgi-bin/index.cgi,
+which busybox httpd runs for a directory without an index.html): it answers "hello
+VERSION" and counts each request it served by status code. /metrics (redirected to
+/metrics/, answered by the same CGI) gives those counts in the Prometheus text format:
+http_requests_total{code="200"} and {code="500"}, both always present.
 
 Archives are deterministic (fixed mtimes, owners and ordering), so rebuilding gives the
 same digests. Each is a tar of `oci-layout`, `index.json` (annotated with
@@ -61,6 +67,7 @@ class HelloSpec:
     healthz: bool = True
     entrypoint: list[str] = field(default_factory=lambda: list(HTTPD))
     note: str = ""
+    error_percent: int = 0  # of the requests to / answered with HTTP 500
 
     @property
     def name(self) -> str:
@@ -83,8 +90,37 @@ HELLO = [
         note="exits 3 at start: CrashLoopBackOff",
     ),
     HelloSpec("v5", "1.0.0", note="mislabelled build: serves 1.0.0"),
+    HelloSpec("v6", "6.0.0", error_percent=20, note="fails about 20% of requests with 500"),
     HelloSpec("v7", "7.0.0", note="good build: a third version"),
 ]
+
+# The app behind /, and its metrics behind /metrics/. Each request served appends one byte
+# to /tmp/requests.CODE (an append of one byte is atomic, so concurrent requests need no
+# lock, and busybox has no flock); the count is the file's size.
+APP_CGI = """#!/bin/busybox sh
+case "$REQUEST_URI" in
+/metrics/*)
+  printf 'Content-Type: text/plain; version=0.0.4\\r\\n\\r\\n'
+  echo '# HELP http_requests_total Requests to / served, by HTTP status code.'
+  echo '# TYPE http_requests_total counter'
+  for code in 200 500; do
+    n=0
+    [ -f /tmp/requests.$code ] && n=$(/bin/busybox stat -c %s /tmp/requests.$code)
+    echo "http_requests_total{code=\\"$code\\"} $n"
+  done
+  exit 0;;
+esac
+code=200
+[ $((RANDOM % 100)) -lt {error_percent} ] && code=500
+printf x >> /tmp/requests.$code
+if [ $code = 500 ]; then
+  printf 'Status: 500 Internal Server Error\\r\\nContent-Type: text/plain\\r\\n\\r\\n'
+  echo 'hello {version}: internal error'
+else
+  printf 'Content-Type: text/plain\\r\\n\\r\\n'
+  echo 'hello {version}'
+fi
+"""
 
 
 def _sha256(data: bytes) -> str:
@@ -144,6 +180,10 @@ def hello_layer(spec: HelloSpec, busybox: bytes) -> bytes:
     if spec.healthz:
         w.add_file("www/healthz", b"ok\n")
     w.add_file("www/version", spec.served_version.encode() + b"\n")
+    w.add_dir("www/metrics")  # /metrics redirects here; the CGI answers it
+    w.add_dir("www/cgi-bin")
+    w.add_file("www/cgi-bin/index.cgi", APP_CGI.replace("{error_percent}", str(
+        spec.error_percent)).replace("{version}", spec.served_version).encode(), 0o755)
     return w.getvalue()
 
 

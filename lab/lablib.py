@@ -55,6 +55,8 @@ COMPONENTS = [
     "kube-proxy",
     "registry",
     "registry-front",
+    "prometheus",
+    "prom-targets",
 ]
 
 # Host-wide kernel settings the kubelet rewrites at start (its "kernel tunables"); lab/up
@@ -728,8 +730,8 @@ def teardown(lab: Lab) -> bool:
         say(f"stopping {len(orphans)} container process(es) left without their shim")
         stop_pids(orphans, timeout=0.5)
 
-    # 4. The lab's registry, the control plane, etcd last.
-    stop_components(lab, ["registry-front", "registry"], 5)
+    # 4. The lab's Prometheus and registry, the control plane, etcd last.
+    stop_components(lab, ["prom-targets", "prometheus", "registry-front", "registry"], 5)
     stop_components(lab, ["kube-proxy", "kube-scheduler", "kube-controller-manager"], 5)
     stop_components(lab, ["kube-apiserver"], timeout=10)
     stop_components(lab, ["etcd"], timeout=10)
