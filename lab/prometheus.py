@@ -63,15 +63,6 @@ scrape_configs:
     }
 
 
-def ready() -> bool:
-    try:
-        conn = http.client.HTTPConnection(ADDRESS, timeout=2)
-        conn.request("GET", "/-/ready")
-        return conn.getresponse().status == 200
-    except OSError:
-        return False
-
-
 def feeding(config: Path) -> bool:
     """The feeder has written the targets at least once since it started."""
     return (config / "prometheus" / "targets.fed").exists()
