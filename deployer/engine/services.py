@@ -177,8 +177,8 @@ def endpoints_route_to(ctx: StepContext, service: str, dep: K8sObject,
         routed, wanted = len(have), len(ready)
         if have and first is None:
             first = ctx.clock()
-        if ready and have == ready:
-            return None
+        if have == ready and (ready or not int(dep["spec"].get("replicas") or 0)):
+            return None  # (a Deployment scaled to 0 has no pod to route to)
         return f"service {service} routes to {routed} of the {wanted} Ready pods of {name}"
 
     with ctx.gateway.changes(service=service, pod_selector=selector) as feed:

@@ -690,3 +690,20 @@ def test_a_recreate_ends_when_the_service_routes_to_the_new_pods_and_so_does_its
     assert engine.ctx.results.downtime == at["routed"] - at["down"] > \
         at["available"] - at["down"]
     assert clock.sleeps[-1] == KUBE_PROXY_SYNC, "and kube-proxy is given its sync"
+
+
+def test_a_recreate_of_a_deployment_scaled_to_0_does_not_wait_for_endpoints():
+    gw = FakeGateway(deployment(replicas=0, generation=2, observed=1))
+    gw.services["hello"] = service("hello", {"app": "hello"})
+    clock = Clock()
+
+    def advance():
+        clock.tick(1.0)
+        gw.deployments["hello"]["status"].update({"observedGeneration": 2})
+
+    gw.advance = advance
+    gw.feed_tick = lambda seconds: None
+    engine = make_engine(gw, clock)
+    engine.execute(AwaitRollout("hello", None, measure_downtime=True, service="hello"))
+    assert engine.reporter.steps[-1].result == "done"
+    assert clock() - 1000.0 < 10, "not the 60 s endpoints budget"
