@@ -147,10 +147,10 @@ class Condition:
         try:
             value = evaluator.eval(self.python)
         except Exception as exc:  # noqa: BLE001 - any failure of a condition is an Error
-            raise ConditionError(f"could not evaluate {self.text!r} on {_show(result)}: "
+            raise ConditionError(f"could not evaluate {self.text!r} on {show(result)}: "
                                  f"{type(exc).__name__}: {exc}") from None
         if not isinstance(value, bool):
-            raise ConditionError(f"{self.text!r} gave {_show(value)} on {_show(result)}, "
+            raise ConditionError(f"{self.text!r} gave {show(value)} on {show(result)}, "
                                  "not true or false")
         return value
 
@@ -165,14 +165,15 @@ def _empty(result: Any) -> bool:
     return result is None or (isinstance(result, list | tuple | str) and len(result) == 0)
 
 
-def _show(value: Any) -> str:
+def show(value: Any, limit: int = 80) -> str:
+    """A value as a message shows it, cut to ``limit`` characters."""
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _number(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name}() of {_show(value)}: not a number")
+        raise TypeError(f"{name}() of {show(value)}: not a number")
     return float(value)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from deployer.analysis.assess import Measurement, MetricRun, Result, judge, overall
+from deployer.analysis.conditions import show
 from deployer.analysis.template import Analysis, Metric, filled
 
 # What takes one measurement: the metric and its settings with the arguments filled in;
@@ -75,7 +76,7 @@ class AnalysisRun:
                                     self.wall()))
             else:
                 result, why = judge(m, value)
-                run.add(Measurement(result, value, f"{asked}: {_shown(value)}: {why}",
+                run.add(Measurement(result, value, f"{asked}: {show(value, 120)}: {why}",
                                     self.wall()))
             taken += 1
             self.due[m.name] = now + (m.interval or 0.0)
@@ -94,7 +95,3 @@ class AnalysisRun:
                                          tuple(run.measurements)))
         return Outcome(overall([m.result for m in metrics]), tuple(metrics))
 
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."

@@ -12,7 +12,8 @@ argument given two different values is an error.
 Argo's defaults and meanings: without ``interval`` a metric is measured once (``count``
 1); with ``interval`` and no ``count`` it is measured until its step's time is up;
 ``failureLimit`` and ``inconclusiveLimit`` default to 0 (the first Failed or Inconclusive
-measurement decides), ``consecutiveErrorLimit`` to 4.
+measurement decides), ``consecutiveErrorLimit`` to 4, a web metric's ``timeoutSeconds`` to
+10 (see :mod:`deployer.analysis.providers`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.analysis.conditions import Condition
+from deployer.analysis.providers import json_path
 from deployer.errors import InvalidInput
 from deployer.validation import parse_duration
 
@@ -30,7 +32,6 @@ API_VERSION = "argoproj.io/v1alpha1"
 KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate")
 PROVIDERS = ("prometheus", "web", "job")
 CONSECUTIVE_ERROR_LIMIT = 4  # Argo's default
-WEB_TIMEOUT = 10  # seconds, Argo's default
 
 # The arguments deployer gives every analysis (see arguments()); a template may declare
 # them without a value.
@@ -267,15 +268,14 @@ def _check_provider(kind: str, s: dict[str, Any], where: str) -> None:
         text("body", required=False)
         text("jsonPath", required=False)
         if s.get("jsonPath"):
-            from deployer.analysis.providers import json_path
-
             try:
                 json_path(s["jsonPath"])
             except ValueError as exc:
                 raise InvalidInput(f"{where}.jsonPath {s['jsonPath']!r} is not a JSONPath: "
                                    f"{exc}", id="invalid-analysis") from None
-        timeout = s.get("timeoutSeconds", WEB_TIMEOUT)
-        if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout <= 0:
+        timeout = s.get("timeoutSeconds")
+        if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)
+                                    or timeout <= 0):
             raise InvalidInput(f"{where}.timeoutSeconds must be a whole number of seconds "
                                "above 0", id="invalid-analysis")
         _headers(s.get("headers"), f"{where}.headers")
@@ -284,9 +284,8 @@ def _check_provider(kind: str, s: dict[str, Any], where: str) -> None:
         if not isinstance(spec, dict) or not isinstance(spec.get("template"), dict):
             raise InvalidInput(f"{where}.spec must be a Job spec with a pod template",
                                id="invalid-analysis")
-    for key in ("insecure",):
-        if key in s and not isinstance(s[key], bool):
-            raise InvalidInput(f"{where}.{key} must be true or false", id="invalid-analysis")
+    if "insecure" in s and not isinstance(s["insecure"], bool):
+        raise InvalidInput(f"{where}.insecure must be true or false", id="invalid-analysis")
 
 
 def _headers(headers: Any, where: str) -> None:

@@ -117,6 +117,13 @@ def await_pods_stopped(ctx: StepContext, dep: K8sObject, deadline: float,
     return addresses
 
 
+def ready_addresses(pods: list[K8sObject]) -> set[str]:
+    """The addresses of the Ready pods that are not stopping: what a Service should route
+    to."""
+    return {ip for p in pods if is_ready(p) and not p["metadata"].get("deletionTimestamp")
+            and (ip := (p.get("status") or {}).get("podIP"))}
+
+
 def await_endpoints(ctx: StepContext, step: SetServiceSelector) -> str | None:
     """Wait until the Service's endpoints are exactly the selected, Ready pods."""
     labels = ",".join(f"{k}={v}" for k, v in sorted(step.selector.items()))
@@ -124,8 +131,7 @@ def await_endpoints(ctx: StepContext, step: SetServiceSelector) -> str | None:
 
     def pending() -> str | None:
         nonlocal have
-        wanted = {p["status"].get("podIP") for p in ctx.gateway.list_pods(labels)
-                  if is_ready(p) and not p["metadata"].get("deletionTimestamp")}
+        wanted = ready_addresses(ctx.gateway.list_pods(labels))
         have = ctx.gateway.endpoint_addresses(step.service)
         if wanted and have == wanted:
             return None
@@ -170,9 +176,7 @@ def endpoints_route_to(ctx: StepContext, service: str, dep: K8sObject,
 
     def pending() -> str | None:
         nonlocal first, routed, wanted
-        ready = {ip for p in ctx.gateway.list_pods(selector)
-                 if is_ready(p) and not p["metadata"].get("deletionTimestamp")
-                 and (ip := (p.get("status") or {}).get("podIP"))}
+        ready = ready_addresses(ctx.gateway.list_pods(selector))
         have = ctx.gateway.endpoint_addresses(service) & ready
         routed, wanted = len(have), len(ready)
         if have and first is None:
