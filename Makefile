@@ -18,7 +18,7 @@ $(VPY):
 
 $(VENV)/.installed: pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
-	$(VPY) -m pip install -q -e '.[dev]'
+	$(VPY) -m pip install -q -e '.[dev,stats]'
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install deployer with its dev extra

@@ -247,7 +247,8 @@ class Guard:
 @contextmanager
 def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
                enabled: bool = True, needs: Iterable[type[Step]] = (),
-               close_window: bool = True, lease_read: str | None = None) -> Iterator[Guard]:
+               close_window: bool = True, lease_read: str | None = None,
+               extra: Iterable[Any] = ()) -> Iterator[Guard]:
     """Hold the app's Lease (and catch SIGINT/SIGTERM) for the body; always release it.
 
     Callers read the app and refuse bad input before: the Lease is the first write.
@@ -268,7 +269,7 @@ def _exclusive(ctx: typer.Context, gw: Gateway, app_name: str, *,
     lock = Lock(gw, app_name, f"{uuid.uuid4().hex[:8]}:{who_am_i()}", command)
     from deployer import preflight
 
-    preflight.check(gw, needs)  # before the Lease, which is the first write
+    preflight.check(gw, needs, extra)  # before the Lease, which is the first write
     with StopFlag() as stop:
         note = lock.acquire(force=force, wait=wait, stopped=lambda: stop.reason is not None,
                             waiting=lambda message: print(message, file=sys.stderr,
@@ -322,12 +323,12 @@ def _lock_now(ctx: typer.Context, gw: Gateway, app_name: str) -> tuple[bool, str
 
 
 def _dry_run_checks(ctx: typer.Context, gw: Gateway, app_name: str,
-                    needs: Iterable[type[Step]]) -> str | None:
+                    needs: Iterable[type[Step]], extra: Iterable[Any] = ()) -> str | None:
     """What the real run checks before its first write, without writing: permissions and
     the lock. Returns a note on what the real run would do about the lock."""
     from deployer import preflight
 
-    preflight.check(gw, needs)
+    preflight.check(gw, needs, extra)
     return _lock_now(ctx, gw, app_name)[1]
 
 
@@ -418,6 +419,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     from deployer.validation import expected_version_from_tag, resolve_image
 
     plugin = strategies.load(strategy_name)
+    extra = preflight.JOB_PERMISSIONS if (options.get("analysis") or {}).get("jobs") else ()
     gw = _connect(g)
     where = _where(g, gw)
 
@@ -514,7 +516,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
         return _finish(reporter_for(prepared.state, prepared.target),
                        _already_running(app_name, prepared.state, prepared.target))
     if dry_run:
-        note = _dry_run_checks(ctx, gw, app_name, plugin.steps)
+        note = _dry_run_checks(ctx, gw, app_name, plugin.steps, extra)
         from deployer import windows
 
         window = windows.pending(gw, app_name)
@@ -523,7 +525,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                            f"{window.release.strategy} release {window.release.id}: "
                            f"{window.deployment} scaled to 0")
     with _exclusive(ctx, gw, app_name, enabled=not dry_run, needs=plugin.steps,
-                    lease_read=lease_read) as guard:
+                    lease_read=lease_read, extra=extra) as guard:
         if not dry_run and (prepared.deferred or not guard.unchanged):
             prepared = prepare(under_lock=True)
         state, target, plan, in_progress, effective, applied, _ = prepared
@@ -586,7 +588,10 @@ _PARAMS = {"max_surge": "max_surge", "max_unavailable": "max_unavailable", "step
            "weight": "steps", "interval": "interval", "until_gate": "until_gate",
            "preview_replicas": "preview_replicas", "keep_old": "keep_old",
            "check_via": "check_via", "no_version_check": "check_via", "samples": "samples",
-           "progress_deadline": "progress_deadline"}
+           "progress_deadline": "progress_deadline", "analysis": "analysis",
+           "arg": "analysis", "probe": "analysis", "max_error_rate": "analysis",
+           "probe_requests": "analysis", "compare": "analysis", "prometheus": "analysis",
+           "compare_alpha": "analysis", "compare_worse": "analysis"}
 
 
 def _given(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -736,6 +741,27 @@ def _check_samples(samples: int) -> None:
         raise InvalidInput(f"--samples {samples} is invalid: use 1 to 100", id="invalid-samples")
 
 
+def _analysis_spec(files: list[str] | None, args: list[str] | None, probe: str | None,
+                   max_error_rate: str | None, probe_requests: int | None,
+                   compare: list[str] | None = None, prometheus: str | None = None,
+                   alpha: float | None = None, worse: str | None = None
+                   ) -> dict[str, Any] | None:
+    from deployer.analysis.spec import build
+
+    return build(files=files, args=args, probe=probe, max_error_rate=max_error_rate,
+                 probe_requests=probe_requests, compare=compare, prometheus=prometheus,
+                 alpha=alpha, worse=worse)
+
+
+def _analysis_time(interval: str, spec: dict[str, Any] | None) -> float:
+    seconds = parse_duration(interval, "--interval", allow_zero=True)
+    if seconds and not spec:
+        raise InvalidInput("--interval is how long the analysis runs, and none is asked for",
+                           id="invalid-analysis",
+                           hint="add --analysis FILE or --probe PATH, or leave --interval out")
+    return seconds
+
+
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")
 CONTAINER = typer.Option(None, "--container", metavar="CONTAINER",
                          help="Container to update (default: the only "
@@ -755,6 +781,35 @@ PROGRESS = typer.Option(None, "--progress-deadline", metavar="DURATION",
                              "progressDeadlineSeconds).")
 
 
+ANALYSIS = typer.Option(None, "--analysis", metavar="FILE",
+                        help="An AnalysisTemplate or ClusterAnalysisTemplate file in Argo "
+                             "Rollouts' format (argoproj.io/v1alpha1; repeatable): its metrics "
+                             "(prometheus, web, job) judge the new version.")
+ARG = typer.Option(None, "--arg", metavar="NAME=VALUE",
+                   help="A value for a template argument (repeatable). deployer gives app, "
+                        "namespace, canary-track, stable-track, new-version, old-version, "
+                        "canary-hash, stable-hash and latest-hash itself.")
+PROBE = typer.Option(None, "--probe", metavar="PATH",
+                     help="Send requests to PATH on every new pod and as many old ones (by the "
+                          "--check-via route); fail on a new error rate (non-2xx, timeouts) "
+                          "above --max-error-rate, or that much above the old pods'.")
+MAX_ERROR_RATE = typer.Option(None, "--max-error-rate", metavar="PCT",
+                              help="The error rate in percent above which --probe fails the "
+                                   "new version, e.g. 5.")
+PROBE_REQUESTS = typer.Option(None, "--probe-requests", metavar="N",
+                              help="Requests --probe sends to each side's pods per analysed "
+                                   "step (default 100, at most 1000).")
+COMPARE = typer.Option(None, "--compare", metavar="QUERY",
+                       help="A Prometheus query with a {{track}} placeholder (repeatable), "
+                            "run over each step's window for the canary's track and "
+                            "stable's; the canary fails when its values are significantly "
+                            "worse (Mann-Whitney U; needs deployer[stats]). Fewer than 8 "
+                            "values a side is Inconclusive.")
+ANALYSIS_TIME = typer.Option("0s", "--interval", metavar="DURATION",
+                             help="How long the analysis (--analysis, --probe) runs; metrics "
+                                  "with a count run until they have it.")
+
+
 @app.command()
 def rolling(
     ctx: typer.Context,
@@ -771,6 +826,12 @@ def rolling(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    analysis: list[str] | None = ANALYSIS,
+    arg: list[str] | None = ARG,
+    interval: str = ANALYSIS_TIME,
+    probe: str | None = PROBE,
+    max_error_rate: str | None = MAX_ERROR_RATE,
+    probe_requests: int | None = PROBE_REQUESTS,
     atomic: bool = ATOMIC,
     allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
@@ -787,10 +848,12 @@ def rolling(
                    if max_unavailable is not None else None)
     if surge is not None and unavailable is not None:
         check_surge_pair(surge, unavailable)
+    spec = _analysis_spec(analysis, arg, probe, max_error_rate, probe_requests)
     return _deploy(ctx, "rolling", app_name, image, reason, dry_run, expect_version,
                    no_version_check, container, progress_deadline,
                    {"max_surge": surge, "max_unavailable": unavailable,
-                    "http_mode": _check_via(check_via), "atomic": atomic},
+                    "http_mode": _check_via(check_via), "atomic": atomic, "analysis": spec,
+                    "interval": _analysis_time(interval, spec)},
                    samples=samples)
 
 
@@ -1021,6 +1084,22 @@ def canary(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    analysis: list[str] | None = ANALYSIS,
+    arg: list[str] | None = ARG,
+    probe: str | None = PROBE,
+    max_error_rate: str | None = MAX_ERROR_RATE,
+    probe_requests: int | None = PROBE_REQUESTS,
+    compare: list[str] | None = COMPARE,
+    prometheus: str | None = typer.Option(None, "--prometheus", metavar="URL",
+                                          help="Where --compare queries run, e.g. "
+                                               "http://prometheus.monitoring:9090."),
+    compare_alpha: float | None = typer.Option(None, "--compare-alpha", metavar="P",
+                                               help="--compare's significance level "
+                                                    "(default 0.05)."),
+    compare_worse: str | None = typer.Option(None, "--compare-worse", metavar="higher|lower",
+                                             help="Which values are worse for --compare: "
+                                                  "higher (default: error rates, latency) "
+                                                  "or lower."),
     atomic: bool = ATOMIC,
     allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
@@ -1038,10 +1117,12 @@ def canary(
     weights = parse_steps(steps) if steps is not None else (
         (parse_percent(weight, "--weight", minimum=1, maximum=99),) if weight is not None
         else None)
+    spec = _analysis_spec(analysis, arg, probe, max_error_rate, probe_requests, compare,
+                          prometheus, compare_alpha, compare_worse)
     return _deploy(ctx, "canary", app_name, image, reason, dry_run, expect_version, False,
                    container, progress_deadline,
-                   {"steps": weights, "interval": parse_duration(interval, "--interval",
-                                                                 allow_zero=True),
+                   {"steps": weights, "analysis": spec,
+                    "interval": parse_duration(interval, "--interval", allow_zero=True),
                     "max_surge": (parse_surge(max_surge, "--max-surge")
                                   if max_surge is not None else None),
                     "until_gate": until_gate, "client_addresses": client_addresses,
@@ -1070,6 +1151,15 @@ def blue_green(
     container: str | None = CONTAINER,
     check_via: str = CHECK_VIA,
     progress_deadline: str | None = PROGRESS,
+    analysis: list[str] | None = ANALYSIS,
+    arg: list[str] | None = ARG,
+    interval: str = typer.Option("0s", "--interval", metavar="DURATION",
+                                 help="How long the pre-promotion analysis (--analysis, "
+                                      "--probe) runs on the new side before the switch; "
+                                      "the post-promotion one runs for --keep-old."),
+    probe: str | None = PROBE,
+    max_error_rate: str | None = MAX_ERROR_RATE,
+    probe_requests: int | None = PROBE_REQUESTS,
     atomic: bool = ATOMIC,
     allow_gitops: bool = ALLOW_GITOPS,
     force: bool = FORCE,
@@ -1084,9 +1174,11 @@ def blue_green(
     _check_samples(samples)
     preview = (parse_replicas(preview_replicas, "--preview-replicas", minimum=1)
                if preview_replicas is not None else None)
+    spec = _analysis_spec(analysis, arg, probe, max_error_rate, probe_requests)
     return _deploy(ctx, "blue-green", app_name, image, reason, dry_run, expect_version, False,
                    container, progress_deadline,
-                   {"preview_replicas": preview,
+                   {"preview_replicas": preview, "analysis": spec,
+                    "interval": _analysis_time(interval, spec),
                     "keep_old": parse_duration(keep_old, "--keep-old", allow_zero=True),
                     "until_gate": until_gate, "client_addresses": client_addresses,
                     "http_mode": _check_via(check_via), "atomic": atomic},

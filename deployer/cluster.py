@@ -81,6 +81,8 @@ CONFIGMAP = f"{CONFIGMAPS}/{{name}}"
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{namespace}/deployments"
 DEPLOYMENT = f"{DEPLOYMENTS}/{{name}}"
 REPLICASETS = "/apis/apps/v1/namespaces/{namespace}/replicasets"
+JOBS = "/apis/batch/v1/namespaces/{namespace}/jobs"
+JOB = f"{JOBS}/{{name}}"
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
 LEASE = f"{LEASES}/{{name}}"
 ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
@@ -480,6 +482,25 @@ class Gateway:
         try:
             self._call(f"deleting deployment {name}", "DELETE", DEPLOYMENT,
                        params=self._ns(name=name), query={"propagationPolicy": "Background"})
+        except NotFound:
+            return
+
+    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call(f"creating job {body['metadata']['name']}", "POST", JOBS,
+                               params=self._ns(), body=body, safe=False))
+
+    def get_job(self, name: str) -> dict[str, Any] | None:
+        try:
+            return dict(self._call(f"reading job {name}", "GET", JOB,
+                                   params=self._ns(name=name)))
+        except NotFound:
+            return None
+
+    def delete_job(self, name: str) -> None:
+        """Delete a Job and, in the background, its pods."""
+        try:
+            self._call(f"deleting job {name}", "DELETE", JOB, params=self._ns(name=name),
+                       query={"propagationPolicy": "Background"})
         except NotFound:
             return
 

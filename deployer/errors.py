@@ -117,3 +117,12 @@ class StepFailed(Exception):
         self.message = message
         self.evaluation = evaluation
         self.timed_out = timed_out
+
+
+class Undecided(Exception):
+    """An analysis ended Inconclusive: the run stops at a gate after the step that ran it,
+    so that a person decides (``deployer promote`` goes on, ``deployer abort`` rolls back)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

@@ -368,12 +368,35 @@ class VerifyTraffic(Step):
     duration: float = 0.0
     fresh_clients: tuple[int, int] = (0, 0)
     weight: int | None = None  # a replica-ratio weight to keep if old_deployment is resized
+    analysis: K8sObject | None = None  # the analyses asked for (see AnalysisSpec)
 
     def describe(self) -> str:
         what = f"{self.share:.0%} of clients get {self.new_version}"
         if self.duration:
             what += f", analysed for {self.duration:.0f}s"
-        return f"verify traffic through service {self.service}: {what}"
+        return f"verify traffic through service {self.service}: {what}" + analyses(self.analysis)
+
+
+@step_type
+@dataclass(frozen=True)
+class Analyse(Step):
+    """Run the analyses asked for (metric templates, the error-rate probe) on
+    ``new_deployment``'s pods for ``duration`` seconds (longer when a metric's count asks
+    for it), beside ``old_deployment``'s when it still runs pods: blue-green's
+    pre-promotion analysis, rolling's analysis once the new pods are Ready."""
+
+    app: str
+    new_deployment: str
+    new_version: str | None
+    old_deployment: str | None
+    old_version: str | None
+    analysis: K8sObject
+    duration: float = 0.0
+    phase: str = "analysis"
+
+    def describe(self) -> str:
+        during = f" for {self.duration:.0f}s" if self.duration else ""
+        return f"{self.phase}: analyse {self.new_deployment}{during}" + analyses(self.analysis)
 
 
 @step_type
@@ -418,13 +441,36 @@ class KeepOld(Step):
     old_version: str | None
     seconds: float
     watch: bool = True
+    analysis: K8sObject | None = None  # post-promotion analysis, run while watching
 
     def describe(self) -> str:
         if self.watch:
             return (f"keep {self.old_deployment} up for {self.seconds:.0f}s, watching "
-                    f"{self.new_deployment} (a failure switches back at once)")
+                    f"{self.new_deployment} (a failure switches back at once)"
+                    + analyses(self.analysis))
         return (f"keep {self.old_deployment} up for {self.seconds:.0f}s after the run "
                 "(the next deploy, promote or abort of the app scales it down then)")
+
+
+def analyses(spec: K8sObject | None) -> str:
+    """What a step's analysis spec asks for, in a plan line: ``; metrics: a, b; probe /``.
+
+    The spec (built by the command line, run by the engine) holds ``templates`` (the
+    documents of the --analysis files, with ``source``), ``args`` (--arg values),
+    ``metrics`` (the merged metric names, for this line), ``probe`` ({path, maxErrorRate,
+    requests}) and ``compare`` ({queries, prometheus, alpha, worse, step, minSamples})."""
+    if not spec:
+        return ""
+    parts = []
+    if spec.get("metrics"):
+        parts.append("metrics " + ", ".join(spec["metrics"]))
+    if spec.get("probe"):
+        probe = spec["probe"]
+        parts.append(f"probe {probe['path']} (at most {probe['maxErrorRate']:g}% errors)")
+    if spec.get("compare"):
+        n = len(spec["compare"]["queries"])
+        parts.append(f"{n} canary-vs-stable comparison{'s' if n > 1 else ''}")
+    return "; analysis: " + "; ".join(parts) if parts else ""
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,17 @@ def granted(rules: Iterable[dict[str, Any]], permission: Permission) -> bool:
     return False
 
 
-def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
+# A job metric (--analysis) runs a Job, reads its pods' logs and deletes it after.
+JOB_PERMISSIONS = (
+    Permission("create", "batch", "jobs"),
+    Permission("get", "batch", "jobs"),
+    Permission("delete", "batch", "jobs"),
+    Permission("get", "", "pods", "log"),
+)
+
+
+def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = (),
+          extra: Iterable[Permission] = ()) -> None:
     """Every permission the run needs. One SelfSubjectRulesReview lists what the identity
     may do in the namespace; a permission its rules do not grant, or every one when the
     review says it is incomplete (an authorizer that cannot list rules, a webhook), is asked
@@ -121,7 +131,7 @@ def check(gateway: ClusterGateway, steps: Iterable[type[Step]] = ()) -> None:
     update, one after the other, were a sixth of its time before the first write."""
     from concurrent.futures import ThreadPoolExecutor
 
-    needed = required(steps)
+    needed = [*required(steps), *extra]
     rules, incomplete = gateway.access_rules()
     unsure = needed if incomplete else [p for p in needed if not granted(rules, p)]
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="access-review") as pool:

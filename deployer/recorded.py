@@ -19,7 +19,8 @@ from typing import Any
 # option key -> the flag that sets it
 PLAN_OPTIONS = {"max_surge": "--max-surge", "max_unavailable": "--max-unavailable",
                 "steps": "--steps", "interval": "--interval", "until_gate": "--until-gate",
-                "preview_replicas": "--preview-replicas", "keep_old": "--keep-old"}
+                "preview_replicas": "--preview-replicas", "keep_old": "--keep-old",
+                "analysis": "--analysis/--arg/--probe/--compare"}
 CHECK_SETTINGS = {"check_via": "--check-via", "samples": "--samples",
                   "progress_deadline": "--progress-deadline"}
 SECONDS = {"interval", "keep_old", "progress_deadline"}
@@ -38,6 +39,13 @@ def snapshot(options: Mapping[str, Any], checks: Mapping[str, Any]) -> dict[str,
 
 
 def _json(value: Any) -> Any:
+    if isinstance(value, dict):
+        # the analysis spec (templates and all): its digest, which tells two apart
+        import hashlib
+        import json
+
+        text = json.dumps(value, sort_keys=True, default=str)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
     return list(value) if isinstance(value, tuple) else value
 
 

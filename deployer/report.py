@@ -31,6 +31,7 @@ class Reporter:
         self.steps: list[StepRecord] = []
         self.checks: dict[str, Measurement] = {}
         self.failures: list[PodFailure] = []
+        self.analyses: list[dict[str, Any]] = []  # each analysed step, every measurement
         self.facts: dict[str, Any] = {}
         self.notes: list[str] = []
         self.warnings: list[str] = []
@@ -88,6 +89,10 @@ class Reporter:
         for m in measurements:
             self.checks[m.check] = m
 
+    def analysed(self, record: dict[str, Any]) -> None:
+        """One step's analyses, with every measurement (deployer.engine.analysing)."""
+        self.analyses.append(record)
+
     def failed_pods(self, failures: tuple[PodFailure, ...] | list[PodFailure]) -> None:
         known = {(f.pod, f.container) for f in self.failures}
         self.failures += [f for f in failures if (f.pod, f.container) not in known]
@@ -117,6 +122,7 @@ class Reporter:
             lines += [f"  - {s.description}: {s.result}"
                       + (f" ({s.seconds:.1f}s)" if s.seconds is not None else "")
                       for s in self.steps]
+        lines += analysis_lines(self.analyses)
         for failure in self.failures:
             lines.append(f"failed pod {failure.pod}"
                          + (f" container {failure.container}" if failure.container else "")
@@ -152,6 +158,7 @@ class Reporter:
             "steps": [s.to_json() for s in self.steps],
             "checks": [m.to_json() for m in self.checks.values()],
             "failedPods": [f.to_json() for f in self.failures],
+            "analyses": self.analyses,
             "notes": self.notes,
             "warnings": self.warnings,
             **({"plan": self.plan} if self.plan is not None else {}),
@@ -169,3 +176,26 @@ def _without(event: str, message: str) -> str:
     if len(message) > 20 and message in event:
         return event.replace(message, "(the message above)")
     return event
+
+
+def analysis_lines(analyses: list[dict[str, Any]]) -> list[str]:
+    """Each analysed step's result, then every measurement, in the Result block."""
+    lines: list[str] = []
+    for a in analyses:
+        lines.append(f"analysis:         {a['result']}"
+                     + (f": {a['message']}" if a.get("message") else ""))
+        lines.append(f"  during: {a['step']}")
+        for m in a.get("metrics") or []:
+            lines.append(f"  metric {m['name']} ({m['provider']}): {m['result']}: {m['message']}")
+            asked = None
+            for x in m["measurements"]:
+                if x.get("asked") and x["asked"] != asked:
+                    asked = x["asked"]
+                    lines.append(f"    asked: {asked}")
+                lines.append(f"    {x['at']} {x['result']}: {x['message']}")
+        probe = a.get("probe")
+        if probe:
+            lines.append(f"  probe {probe['path']}: {probe['result']}: {probe['message']}")
+        for c in a.get("comparisons") or []:
+            lines.append(f"  compare {c['query']}: {c['result']}: {c['message']}")
+    return lines

@@ -23,6 +23,7 @@ from deployer.labels import (
     versioned_selector,
 )
 from deployer.model import (
+    Analyse,
     ApplyDeployment,
     AppState,
     AwaitRollout,
@@ -93,7 +94,7 @@ def route_to(selector: dict[str, str], side: dict[str, str], other: dict[str, st
 class BlueGreenStrategy:
     name = "blue-green"
     steps = (SetServiceSelector, ApplyDeployment, UpdateDeployment, ScaleDeployment,
-             AwaitRollout, Gate, VerifyTraffic, KeepOld)
+             AwaitRollout, Gate, VerifyTraffic, KeepOld, Analyse)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         live = self.sides(state, target.expected_version)[0]
@@ -218,6 +219,11 @@ class BlueGreenStrategy:
         if first < size:
             steps += [ScaleDeployment(new_name, size), AwaitRollout(new_name,
                                                                     target.expected_version)]
+        analysis = options.get("analysis")
+        interval = float(options.get("interval") or 0.0)
+        if analysis:
+            steps.append(Analyse(app, new_name, version, live_name, old_version, analysis,
+                                 interval, "pre-promotion"))
         if options.get("until_gate"):
             steps.append(Gate(f"{new_name} verified, not yet receiving traffic"))
         steps += [
@@ -226,10 +232,18 @@ class BlueGreenStrategy:
         ]
         keep = float(options.get("keep_old") if options.get("keep_old") is not None
                      else DEFAULT_KEEP_OLD)
-        watched = keep <= FOREGROUND_WINDOW
+        # A post-promotion analysis is run in the window, however long: the run waits.
+        watched = keep <= FOREGROUND_WINDOW or bool(analysis)
         if keep > 0:
             steps.append(KeepOld(app, new_name, target.expected_version, live_name,
-                                 old_version, keep, watch=watched))
+                                 old_version, keep, watch=watched, analysis=analysis))
+        if analysis:
+            notes.append(f"the analysis runs on {new_name} before the switch (pre-promotion, "
+                         f"{interval:.0f}s)" + (
+                             f" and after it while {live_name} stays up (post-promotion, "
+                             f"{keep:.0f}s; a failure switches back at once)" if keep else
+                             "; with --keep-old 0s there is no post-promotion analysis")
+                         + "; Failed or Error rolls back, Inconclusive stops at a gate")
         if watched:
             steps.append(ScaleDeployment(live_name, 0))
         # A run that narrowed the Service and then fails puts it back once the new side's

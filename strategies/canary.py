@@ -227,7 +227,8 @@ class CanaryStrategy:
         def verify(i: int, share: float, weight: int | None) -> VerifyTraffic:
             fresh = (i * per_step, (i + 1) * per_step) if clients else (0, 0)
             return VerifyTraffic(app, name, target.expected_version, stable_name,
-                                 state.version, share, interval, fresh, weight=weight)
+                                 state.version, share, interval, fresh, weight=weight,
+                                 analysis=options.get("analysis"))
 
         def check_reach(i: int, weight: int, pods: int, share: float) -> None:
             if abs(share - weight / 100) > max(0.05, weight / 200):
@@ -305,6 +306,11 @@ class CanaryStrategy:
         )
         minimum = interval * len(analysed)
         notes.append(f"minimum duration: {minimum:.0f}s of analysis plus rollout time")
+        if options.get("analysis"):
+            notes.append(f"the analysis runs at each of the {len(analysed)} steps, for "
+                         f"{interval:.0f}s (longer while a metric's count asks for more "
+                         "measurements); Failed or Error rolls back, Inconclusive stops at a "
+                         "gate")
         return Plan(self.name, state.app, tuple(steps), rollback,
                     summary=f"canary of {target.image} "
                             + (f"beside {stable_n} pods of {state.image}" if autoscaler

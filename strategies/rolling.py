@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployer.labels import kept_label_warnings, version_labels
 from deployer.model import (
+    Analyse,
     AppState,
     AwaitRollout,
     Plan,
@@ -17,7 +18,7 @@ from deployer.strategy import Options, change_cause, rolled_out, runs_image
 
 class RollingStrategy:
     name = "rolling"
-    steps: tuple[type[Step], ...] = (UpdateDeployment, AwaitRollout, UndoRollout)
+    steps: tuple[type[Step], ...] = (UpdateDeployment, AwaitRollout, UndoRollout, Analyse)
 
     def is_current(self, state: AppState, target: Target) -> bool:
         live = state.on_live_side().deployment
@@ -37,13 +38,22 @@ class RollingStrategy:
             if unavailable is not None:
                 rolling["maxUnavailable"] = unavailable
             strategy = {"type": "RollingUpdate", "rollingUpdate": rolling or None}
-        steps = (
+        steps: tuple[Step, ...] = (
             UpdateDeployment(dep, state.container, str(target.image),
                              change_cause("rolling update", target), strategy,
                              labels=version_labels(state.deployment, target.expected_version,
                                                    state.service)),
             AwaitRollout(dep, target.expected_version),
         )
+        notes = live_side_notes(own, dep)
+        analysis = options.get("analysis")
+        if analysis:
+            interval = float(options.get("interval") or 0.0)
+            steps += (Analyse(state.app.name, dep, target.expected_version, None,
+                              state.version, analysis, interval, "after the rollout"),)
+            notes += (f"once every new pod is Ready, the analysis runs for {interval:.0f}s "
+                      "before the run is declared done; Failed or Error undoes the rollout, "
+                      "Inconclusive stops at a gate",)
         rollback = (
             UndoRollout(dep, state.revision,
                         f"deployer rolled back {target.image}: release rejected"),
@@ -51,7 +61,7 @@ class RollingStrategy:
         )
         return Plan(self.name, state.app, steps, rollback,
                     summary=f"rolling update of {dep} from {state.image} to {target.image} "
-                            f"({state.replicas} replicas)", notes=live_side_notes(own, dep),
+                            f"({state.replicas} replicas)", notes=notes,
                     warnings=kept_label_warnings(state.deployment, target.expected_version))
 
 

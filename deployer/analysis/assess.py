@@ -41,6 +41,10 @@ def judge(metric: Metric, value: Any) -> tuple[Result, str]:
     success condition only, not meeting it fails; with a failure condition only, not
     meeting it succeeds; with both, meeting neither is inconclusive; with none, any value
     succeeds)."""
+    if metric.provider == "job":  # Argo: the Job's own outcome decides
+        if isinstance(value, dict) and value.get("succeeded"):
+            return Result.SUCCESSFUL, "the job succeeded"
+        return Result.FAILED, "the job failed"
     try:
         success = metric.success.holds(value) if metric.success else None
         failure = metric.failure.holds(value) if metric.failure else None
@@ -67,8 +71,9 @@ def judge(metric: Metric, value: Any) -> tuple[Result, str]:
 class Measurement:
     result: Result
     value: Any
-    message: str
+    message: str  # why it has its result (the condition that held), or what went wrong
     at: str  # RFC 3339, when it was taken
+    asked: str = ""  # what was asked (the query, the request), when it was answered
 
 
 @dataclass

@@ -153,3 +153,37 @@ def select(body: Any, path: str, asked: str = "") -> Any:
         raise MeasureError(f"{asked}: jsonPath {path!r} selects nothing in "
                            f"{_shown(json.dumps(body))}")
     return matches[0] if len(matches) == 1 else matches
+
+
+def prometheus_range(client: httpx.Client, address: str, query: str, start: float,
+                     end: float, step: float) -> list[float]:
+    """A range query's values from start to end (epoch seconds) every ``step``, of every
+    series pooled; NaN left out (a ratio over no requests)."""
+    import math
+
+    import httpx
+
+    asked = f"prometheus {address.rstrip('/')} range: {_shown(query)}"
+    try:
+        response = client.get(f"{address.rstrip('/')}/api/v1/query_range",
+                              params={"query": query, "start": f"{start:.3f}",
+                                      "end": f"{end:.3f}", "step": f"{step:g}"},
+                              timeout=PROMETHEUS_TIMEOUT)
+        body = response.json()
+    except httpx.HTTPError as exc:
+        raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
+    except ValueError:
+        raise MeasureError(f"{asked}: HTTP {response.status_code}, not JSON: "
+                           f"{_shown(response.text)}") from None
+    if body.get("status") != "success":
+        raise MeasureError(f"{asked}: HTTP {response.status_code}, "
+                           f"{body.get('errorType') or 'error'}: {body.get('error')}")
+    data = body.get("data") or {}
+    if data.get("resultType") != "matrix":
+        raise MeasureError(f"{asked}: a {data.get('resultType')}, not a matrix")
+    try:
+        values = [_sample(v[1]) for series in data.get("result") or []
+                  for v in series["values"]]
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MeasureError(f"{asked}: a matrix deployer cannot read: {exc}") from None
+    return [v for v in values if not math.isnan(v)]

@@ -17,6 +17,7 @@ from typing import Any
 from deployer.analysis.assess import Measurement, MetricRun, Result, judge, overall
 from deployer.analysis.conditions import show
 from deployer.analysis.template import Analysis, Metric, filled
+from deployer.errors import DeployerError
 
 # What takes one measurement: the metric and its settings with the arguments filled in;
 # returns the value and what was asked, or raises an exception that makes it an Error.
@@ -71,13 +72,15 @@ class AnalysisRun:
                 continue
             try:
                 value, asked = self.measure(m, self.settings[m.name])
+            except DeployerError:
+                raise  # a stop, a lost lock, the API server gone: the run's, not the metric's
             except Exception as exc:  # noqa: BLE001 - a measurement not taken is an Error
                 run.add(Measurement(Result.ERROR, None, str(exc) or type(exc).__name__,
                                     self.wall()))
             else:
                 result, why = judge(m, value)
-                run.add(Measurement(result, value, f"{asked}: {show(value, 120)}: {why}",
-                                    self.wall()))
+                run.add(Measurement(result, value, f"{show(value, 120)}: {why}", self.wall(),
+                                    asked))
             taken += 1
             self.due[m.name] = now + (m.interval or 0.0)
         return taken

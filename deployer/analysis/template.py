@@ -33,7 +33,8 @@ KINDS = ("AnalysisTemplate", "ClusterAnalysisTemplate")
 PROVIDERS = ("prometheus", "web", "job")
 CONSECUTIVE_ERROR_LIMIT = 4  # Argo's default
 
-# The arguments deployer gives every analysis (see arguments()); a template may declare
+# The arguments deployer gives every analysis (deployer.engine.analysing.arguments); a
+# template may declare
 # them without a value.
 PROVIDED = ("app", "namespace", "canary-track", "stable-track", "new-version", "old-version",
             "canary-hash", "stable-hash", "latest-hash")
@@ -90,29 +91,42 @@ class Analysis:
 def load(paths: list[str], given: dict[str, str] | None = None) -> Analysis:
     """The templates in these files, checked and merged; ``given``: the --arg values,
     which must each be declared by a template."""
+    return merge(read(paths), given)
+
+
+def read(paths: list[str]) -> list[dict[str, Any]]:
+    """The documents of these files as they are, each with the file it came from: what a
+    plan keeps, so that a run continued elsewhere judges by the same templates."""
+    return [{"source": path, "document": doc} for path in paths for doc in _documents(path)]
+
+
+def merge(documents: list[dict[str, Any]], given: dict[str, str] | None = None) -> Analysis:
+    """Documents (from :func:`read`) checked and merged; ``given``: the --arg values."""
     args: dict[str, str | None] = {}
     where: dict[str, str] = {}
     metrics: list[Metric] = []
-    for path in paths:
-        for number, doc in enumerate(_documents(path), start=1):
-            name, declared, found = _template(path, number, doc)
-            for arg, value in declared.items():
-                if arg in args and value is not None and args[arg] is not None \
-                        and args[arg] != value:
-                    raise InvalidInput(
-                        f"{name}: argument {arg!r} has the value {value!r}, and {where[arg]} "
-                        f"gave it {args[arg]!r}", id="invalid-analysis",
-                        hint="an argument given two different values cannot be merged; "
-                             "drop one, or pass it with --arg")
-                if arg not in args or args[arg] is None:
-                    args[arg], where[arg] = value, name
-            for metric in found:
-                twin = next((m for m in metrics if m.name == metric.name), None)
-                if twin is not None:
-                    raise InvalidInput(f"{metric.source}: metric {metric.name!r} is also in "
-                                       f"{twin.source}", id="invalid-analysis",
-                                       hint="metric names must be unique across templates")
-                metrics.append(metric)
+    numbers: dict[str, int] = {}
+    for entry in documents:
+        path, doc = str(entry["source"]), entry["document"]
+        number = numbers[path] = numbers.get(path, 0) + 1
+        name, declared, found = _template(path, number, doc)
+        for arg, value in declared.items():
+            if arg in args and value is not None and args[arg] is not None \
+                    and args[arg] != value:
+                raise InvalidInput(
+                    f"{name}: argument {arg!r} has the value {value!r}, and {where[arg]} "
+                    f"gave it {args[arg]!r}", id="invalid-analysis",
+                    hint="an argument given two different values cannot be merged; "
+                         "drop one, or pass it with --arg")
+            if arg not in args or args[arg] is None:
+                args[arg], where[arg] = value, name
+        for metric in found:
+            twin = next((m for m in metrics if m.name == metric.name), None)
+            if twin is not None:
+                raise InvalidInput(f"{metric.source}: metric {metric.name!r} is also in "
+                                   f"{twin.source}", id="invalid-analysis",
+                                   hint="metric names must be unique across templates")
+            metrics.append(metric)
     for arg in given or {}:
         if arg not in args:
             known = ", ".join(sorted(args)) or "none"
@@ -225,6 +239,10 @@ def _metric(raw: Any, where: str, source: str, declared: set[str]) -> Metric:
     if count is not None and count > 1 and interval is None:
         raise InvalidInput(f"{where}: count {count} needs an interval between the "
                            "measurements", id="invalid-analysis")
+    if kind == "job" and (raw.get("successCondition") or raw.get("failureCondition")):
+        raise InvalidInput(f"{where}: a job metric is decided by the Job itself (succeeded "
+                           "or failed); successCondition and failureCondition do not apply",
+                           id="invalid-analysis")
     success, failure = (Condition(str(raw[key]), f"{where}: {key}") if raw.get(key) else None
                         for key in ("successCondition", "failureCondition"))
     return Metric(

@@ -24,10 +24,12 @@ from deployer.errors import (
     Interrupted,
     LockHeld,
     StepFailed,
+    Undecided,
     UnsafeState,
 )
 from deployer.exitcodes import ExitCode
 from deployer.model import (
+    Analyse,
     ApplyDeployment,
     AwaitRollout,
     DeleteDeployment,
@@ -70,6 +72,7 @@ HANDLERS: dict[type[Step], Handler] = {
     SetServiceAffinity: services.affinity,
     SetServiceSelector: services.selector,
     VerifyTraffic: traffic.verify,
+    Analyse: holds.analyse,
     Hold: holds.hold,
     KeepOld: holds.keep_old,
 }
@@ -127,7 +130,13 @@ class Engine:
                 if isinstance(step, Gate):
                     return self._pause(plan, journal, step, index)
                 self._hold_if_asked(step.describe(), inside=None)
-                self.execute(step)
+                try:
+                    self.execute(step)
+                except Undecided as undecided:
+                    # Inconclusive: neither promote nor roll back; a person decides
+                    self.reporter.warn(undecided.message)
+                    return self._pause(plan, journal, Gate(undecided.message), index,
+                                       undecided=True)
         except StepFailed as failure:
             return self._roll_back(plan, journal, failure)
         except LockHeld:
@@ -213,14 +222,17 @@ class Engine:
                        next_command=f"deployer promote {_app(plan)}",
                        other_commands=(f"deployer rollback {_app(plan)}",))
 
-    def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int) -> Outcome:
+    def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int, *,
+               undecided: bool = False) -> Outcome:
         journal.update(phase="paused", position=index + 1, step=gate.describe())
         # the gate holds the run itself: a pause asked meanwhile is answered by it
         with contextlib.suppress(DeployerError):
             set_pause(self.ctx.gateway, journal.app, None)
         self.reporter.heading(f"Paused at the promotion gate: {gate.label}")
-        return Outcome(Verdict.PAUSED, ExitCode.PAUSED,
-                       f"paused at the promotion gate ({gate.label}); the analysed steps passed",
+        message = (f"paused: {gate.label}; neither promoted nor rolled back: promote goes "
+                   "on from the next step, abort rolls back") if undecided else \
+            f"paused at the promotion gate ({gate.label}); the analysed steps passed"
+        return Outcome(Verdict.PAUSED, ExitCode.PAUSED, message,
                        verified_version=self.verified_version,
                        next_command=f"deployer promote {_app(plan)}",
                        other_commands=(f"deployer abort {_app(plan)}",))
@@ -357,6 +369,9 @@ class Engine:
             raise StepFailed(f"the API server refused the change: {exc.message}") from exc
         except Interrupted as exc:
             self.reporter.step_finished(record, "interrupted", exc.message)
+            raise
+        except Undecided as exc:
+            self.reporter.step_finished(record, "inconclusive", exc.message)
             raise
         except DeployerError as exc:
             self.reporter.step_finished(record, "error", exc.message)

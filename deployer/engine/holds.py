@@ -1,12 +1,13 @@
-"""Steps that keep everything as it is for a while: Hold, and blue-green's rollback window
-after the switch (KeepOld)."""
+"""Steps that keep everything as it is for a while: Hold, blue-green's rollback window
+after the switch (KeepOld), and an analysis on its own (Analyse)."""
 
 from __future__ import annotations
 
 from deployer.engine import traffic
+from deployer.engine.analysing import Sides, StepAnalysis, watch
 from deployer.engine.context import StepContext
 from deployer.errors import StepFailed
-from deployer.model import Hold, KeepOld, VerifyTraffic
+from deployer.model import Analyse, Hold, KeepOld, VerifyTraffic
 from deployer.timestamps import iso
 
 TICK = 5.0  # seconds between "still waiting" lines
@@ -44,7 +45,7 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
     window = min(step.seconds, ctx.settings.deadline - WINDOW_MARGIN - ctx.clock())
     live = VerifyTraffic(step.service, step.new_deployment, step.new_version, None,
                          step.old_version, 1.0, duration=max(window, 0.0),
-                         fresh_clients=(0, WINDOW_CLIENTS))
+                         fresh_clients=(0, WINDOW_CLIENTS), analysis=step.analysis)
     try:
         note = traffic.verify(ctx, live, before_round=ctx.confirm)
     except StepFailed as exc:
@@ -54,3 +55,11 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
         note = (f"the window was cut to {max(window, 0):.0f}s so that the run ends within "
                 f"--timeout; {note}")
     return note
+
+
+def analyse(ctx: StepContext, step: Analyse) -> str | None:
+    """blue-green's pre-promotion analysis, rolling's after its rollout: the analyses on
+    the new pods (beside the old ones, while they run) for the step's time."""
+    sides = Sides(step.app, step.new_deployment, step.new_version, step.old_deployment,
+                  step.old_version)
+    return watch(ctx, StepAnalysis(ctx, step.analysis, sides, step.describe()), step.duration)

@@ -9,10 +9,12 @@ analysis time has passed; any failed round rejects the release.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from deployer.engine.analysing import Sides, StepAnalysis
 from deployer.engine.context import StepContext
 from deployer.engine.deployments import replicas_for_weight
 from deployer.engine.outage import Outage
@@ -28,7 +30,7 @@ from deployer.health.traffic import (
     stickiness,
     unreachable,
 )
-from deployer.health.verifier import container_port, is_ready, selector_of
+from deployer.health.verifier import DEFAULT_PORT, container_port, is_ready, selector_of
 from deployer.model import (
     AwaitRollout,
     Measurement,
@@ -39,7 +41,6 @@ from deployer.model import (
 )
 
 ROUND_INTERVAL = 3.0
-DEFAULT_PORT = 8080
 
 
 def verify(ctx: StepContext, step: VerifyTraffic, *,
@@ -48,13 +49,23 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
     end = ctx.clock() + step.duration
     rounds = 0
     outage = Outage(ctx)
-    with VersionProbe(ctx.gateway, ctx.settings.verify.probe) as probe:
+    metrics = None
+    with contextlib.ExitStack() as stack:
+        probe = stack.enter_context(VersionProbe(ctx.gateway, ctx.settings.verify.probe))
         while True:
             if before_round is not None:
                 before_round()
+            over = ctx.clock() >= end
             try:
                 step = follow_resize(ctx, step)
+                if step.analysis and metrics is None:
+                    metrics = stack.enter_context(StepAnalysis(
+                        ctx, step.analysis, Sides(step.service, step.new_deployment,
+                                                  step.new_version, step.old_deployment,
+                                                  step.old_version), step.describe()))
                 measurements, failures = analysis_round(ctx, probe, step, failures_check)
+                if metrics is not None:
+                    metrics.tick(over)
             except ClusterUnreachable as exc:
                 outage.failed(exc)
                 continue
@@ -65,13 +76,21 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
             if bad:
                 ctx.explain(failures)
                 raise StepFailed(bad[0].message)
+            done = metrics.settle(over) if metrics is not None else over
             left = end - ctx.clock()
-            if left <= 0:
+            if done or (metrics is None and left <= 0):
                 break
-            ctx.reporter.waiting(f"analysing: round {rounds} passed, {left:.0f}s left")
-            ctx.pause(min(ROUND_INTERVAL, left))
+            ctx.reporter.waiting(f"analysing: round {rounds} passed, {left:.0f}s left"
+                                 if metrics is None or left > 0 else
+                                 f"round {rounds} passed; {metrics.waiting(end)}")
+            pause = min(ROUND_INTERVAL, left) if left > 0 else ROUND_INTERVAL
+            if metrics is not None:
+                pause = min(pause, metrics.wait(end))
+            ctx.pause(max(pause, 0.2))
     summary = [m.message for m in measurements
                if m.check in (SHARE, STICKY) or m.phase is Phase.INCONCLUSIVE]
+    if metrics is not None:
+        summary.append(metrics.summary())
     return f"{rounds} round(s) passed; " + "; ".join(dict.fromkeys(summary))
 
 

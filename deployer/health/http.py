@@ -10,8 +10,10 @@ version (a measured failure) or E consecutive error samples (could not measure).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -78,10 +80,21 @@ class VersionProbe:
         self._client: httpx.Client | None = None
 
     def sample(self, pod: dict[str, Any], port: int | str) -> Sample:
-        name = pod["metadata"]["name"]
+        return judge(self.answer(pod, port), pod["metadata"]["name"])
+
+    def answer(self, pod: dict[str, Any], port: int | str, path: str | None = None
+               ) -> HttpAnswer:
+        """One GET of ``path`` (the version path by default) from a pod, by the same route
+        as the version check."""
         if self.options.via == "proxy":
-            return judge(self.gateway.pod_get(name, port, self.options.path), name)
-        return judge(get(self._http(), self._url(pod, port)), name)
+            return self.gateway.pod_get(pod["metadata"]["name"], port,
+                                        path or self.options.path)
+        url = self._url(pod, port)
+        if path is not None:
+            parts = urlsplit(url)
+            wanted = urlsplit(path)
+            url = urlunsplit((parts.scheme, parts.netloc, wanted.path, wanted.query, ""))
+        return get(self._http(), url)
 
     def _http(self) -> httpx.Client:
         if self._client is None:
@@ -114,6 +127,32 @@ class VersionProbe:
             samples = [self.sample(pod, port) for pod in pods]
         return {s.target: s.version or f"error: {s.error}" for s in samples}
 
+    def error_rate(self, pods: list[dict[str, Any]], port: int | str, path: str,
+                   requests: int) -> ErrorRate:
+        """``requests`` GETs of ``path`` spread evenly over ``pods`` (each pod at least once),
+        8 at a time, by the version check's route."""
+        if not pods:
+            return ErrorRate(0, 0, 0)
+        total = max(requests, len(pods))
+        targets = [pods[i % len(pods)] for i in range(total)]
+
+        def one(pod: dict[str, Any]) -> str | None:
+            answer = self.answer(pod, port, path)
+            if answer.error is not None:
+                return answer.error.split(":")[0]
+            if answer.status is None or not 200 <= answer.status < 300:
+                return f"HTTP {answer.status}"
+            return None
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        if self.options.via != "proxy":
+            self._http()  # one client, made before the threads share it
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="probe") as pool:
+            results = list(pool.map(one, targets))
+        kinds = Counter(r for r in results if r is not None)
+        return ErrorRate(len(pods), total, sum(kinds.values()), dict(kinds))
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -124,6 +163,26 @@ class VersionProbe:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass(frozen=True)
+class ErrorRate:
+    """What the error-rate probe got from one set of pods: requests sent, how many failed
+    (a status outside 2xx, a timeout, no answer), and the failures by kind."""
+
+    pods: int
+    requests: int
+    errors: int
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.errors / self.requests if self.requests else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pods": self.pods, "requests": self.requests, "errors": self.errors,
+                "errorPercent": None if self.percent is None else round(self.percent, 2),
+                "errorKinds": self.kinds}
 
 
 @dataclass

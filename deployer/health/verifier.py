@@ -94,6 +94,9 @@ def new_replicaset(deployment: dict[str, Any],
     return None
 
 
+DEFAULT_PORT = 8080  # where a pod is asked when its container declares no port
+
+
 def container_port(deployment: dict[str, Any], container: str | None,
                    override: int | str | None) -> int | str | None:
     if override:

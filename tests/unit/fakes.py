@@ -142,6 +142,7 @@ class FakeGateway:
     def __init__(self, *deployments: dict[str, Any]):
         self.deployments = {d["metadata"]["name"]: copy.deepcopy(d) for d in deployments}
         self.services: dict[str, dict[str, Any]] = {}
+        self.jobs: dict[str, dict[str, Any]] = {}
         self.config_maps: dict[str, dict[str, Any]] = {}
         self.leases: dict[str, dict[str, Any]] = {}
         self.pods: list[dict[str, Any]] = []
@@ -284,6 +285,23 @@ class FakeGateway:
     def delete_deployment(self, name: str) -> None:
         if self.deployments.pop(name, None) is not None:
             self.writes.append(("delete", "deployment", {"metadata": {"name": name}}))
+
+    def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = body["metadata"]["name"]
+        if name in self.jobs:
+            raise Conflict(f"job {name} already exists")
+        stored = self._bump(body)
+        self.jobs[name] = stored
+        self.writes.append(("create", "job", stored))
+        return copy.deepcopy(stored)
+
+    def get_job(self, name: str) -> dict[str, Any] | None:
+        job = self.jobs.get(name)
+        return copy.deepcopy(job) if job else None
+
+    def delete_job(self, name: str) -> None:
+        if self.jobs.pop(name, None) is not None:
+            self.writes.append(("delete", "job", {"metadata": {"name": name}}))
 
     def patch_service(self, name: str, patch: dict[str, Any], *,
                       resource_version: str | None = None) -> dict[str, Any]:

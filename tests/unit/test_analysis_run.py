@@ -50,8 +50,8 @@ def test_measurements_follow_initial_delay_interval_and_count_with_arguments_fil
     assert values.asked[0][1] == {"url": "http://10.0.0.5/hello"}
     (m,) = outcome.metrics
     assert [x.result for x in m.measurements] == [Result.SUCCESSFUL] * 3
-    assert m.measurements[0].message == ("asked rate: 0.99: successCondition 'result >= 0.95' "
-                                         "holds")
+    assert m.measurements[0].message == "0.99: successCondition 'result >= 0.95' holds"
+    assert m.measurements[0].asked == "asked rate"
 
 
 def test_the_first_failure_ends_the_analysis_at_once_and_names_the_value():
