@@ -753,13 +753,14 @@ def _analysis_spec(files: list[str] | None, args: list[str] | None, probe: str |
                  alpha=alpha, worse=worse)
 
 
-def _analysis_time(interval: str, spec: dict[str, Any] | None) -> float:
+def _analysis_time(interval: str, spec: dict[str, Any] | None) -> float | None:
+    """rolling's and blue-green's --interval: how long their analysis runs (None: none)."""
     seconds = parse_duration(interval, "--interval", allow_zero=True)
     if seconds and not spec:
         raise InvalidInput("--interval is how long the analysis runs, and none is asked for",
                            id="invalid-analysis",
                            hint="add --analysis FILE or --probe PATH, or leave --interval out")
-    return seconds
+    return seconds if spec else None
 
 
 NO_VERSION = typer.Option(False, "--no-version-check", help="Skip the HTTP /version check.")

@@ -52,6 +52,8 @@ def _json(value: Any) -> Any:
 def show(key: str, value: Any) -> str:
     if value is None:
         return "unset"
+    if key == "analysis":
+        return "(the analyses recorded in the plan)"
     if key in SECONDS and isinstance(value, int | float):
         return f"{value:g}s"
     if isinstance(value, list | tuple):

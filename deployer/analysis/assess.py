@@ -5,7 +5,8 @@ Error when it could not be taken or judged. A metric is Failed once its Failed
 measurements exceed ``failureLimit``, Inconclusive once its Inconclusive ones exceed
 ``inconclusiveLimit``, an Error once more than ``consecutiveErrorLimit`` measurements in a
 row were Errors; Successful once ``count`` measurements are taken without that, or, with
-no count, when its time is up. A metric that ends Failed, Error or Inconclusive ends the
+no count, when its time is up (Inconclusive if none could be taken: Errors do not count).
+A metric that ends Failed, Error or Inconclusive ends the
 analysis (the worst of them: Failed, then Error, then Inconclusive); otherwise it runs
 while a metric does.
 """
@@ -125,12 +126,19 @@ class MetricRun:
                                      f"{self.measurements[-1].message}")
         if decided is not None:
             return decided
-        taken = len(self.measurements)
+        # As in Argo, an Error is no measurement towards the count: the metric is measured
+        # again until it has its count, or its errors in a row pass the limit.
+        taken = len(self.measurements) - counts[Result.ERROR]
+        also = f" (and {counts[Result.ERROR]} errors)" if counts[Result.ERROR] else ""
         if m.count is not None and taken >= m.count:
-            return Result.SUCCESSFUL, f"{taken} of {m.count} measurements taken"
+            return Result.SUCCESSFUL, f"{taken} of {m.count} measurements taken{also}"
         if time_up:
-            return Result.SUCCESSFUL, f"{taken} measurements taken until the step's end"
-        return Result.RUNNING, f"{taken} measurements taken"
+            if not taken:  # nothing measured is never a pass
+                return Result.INCONCLUSIVE, (f"no measurement could be taken: "
+                                             f"{counts[Result.ERROR]} errors, the last: "
+                                             f"{self.measurements[-1].message}")
+            return Result.SUCCESSFUL, f"{taken} measurements taken until the step's end{also}"
+        return Result.RUNNING, f"{taken} measurements taken{also}"
 
 
 def overall(results: list[Result]) -> Result:

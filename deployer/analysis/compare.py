@@ -11,6 +11,7 @@ Inconclusive, never a pass. scipy is needed: ``pip install 'deployer[stats]'``.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +55,13 @@ class Comparison:
     p: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        def median(values: tuple[float, ...]) -> float | None:
-            return statistics.median(values) if values else None
+        def median(values: tuple[float, ...]) -> float | str | None:
+            if not values:
+                return None
+            middle = statistics.median(values)
+            if math.isinf(middle):
+                return "+Inf" if middle > 0 else "-Inf"  # as Prometheus writes them
+            return middle
 
         return {"query": self.query, "result": self.result.value, "message": self.message,
                 "canary": {"samples": len(self.canary), "median": median(self.canary)},

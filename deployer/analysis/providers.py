@@ -50,13 +50,16 @@ def prometheus(client: httpx.Client, settings: dict[str, Any]) -> tuple[Any, str
         response = client.get(f"{address}/api/v1/query", params={"query": query},
                               headers=_headers(settings),
                               timeout=float(settings.get("timeout") or PROMETHEUS_TIMEOUT))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
     try:
         body = response.json()
     except ValueError:
         raise MeasureError(f"{asked}: HTTP {response.status_code}, not JSON: "
                            f"{_shown(response.text)}") from None
+    if not isinstance(body, dict):
+        raise MeasureError(f"{asked}: HTTP {response.status_code}, not Prometheus's answer: "
+                           f"{_shown(response.text)}")
     if body.get("status") != "success":
         raise MeasureError(f"{asked}: HTTP {response.status_code}, "
                            f"{body.get('errorType') or 'error'}: {body.get('error')}")
@@ -94,7 +97,7 @@ def web(client: httpx.Client, settings: dict[str, Any]) -> tuple[Any, str]:
     try:
         response = client.request(method, url, headers=headers, content=content,
                                   timeout=float(settings.get("timeoutSeconds") or WEB_TIMEOUT))
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
     if not 200 <= response.status_code < 300:
         raise MeasureError(f"{asked}: HTTP {response.status_code}: {_shown(response.text)}")
@@ -170,11 +173,14 @@ def prometheus_range(client: httpx.Client, address: str, query: str, start: floa
                                       "end": f"{end:.3f}", "step": f"{step:g}"},
                               timeout=PROMETHEUS_TIMEOUT)
         body = response.json()
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
     except ValueError:
         raise MeasureError(f"{asked}: HTTP {response.status_code}, not JSON: "
                            f"{_shown(response.text)}") from None
+    if not isinstance(body, dict):
+        raise MeasureError(f"{asked}: HTTP {response.status_code}, not Prometheus's answer: "
+                           f"{_shown(response.text)}")
     if body.get("status") != "success":
         raise MeasureError(f"{asked}: HTTP {response.status_code}, "
                            f"{body.get('errorType') or 'error'}: {body.get('error')}")

@@ -92,9 +92,9 @@ def build(*, files: list[str] | None = None, args: list[str] | None = None,
             raise InvalidInput("--compare needs --prometheus URL: where the queries are run",
                                id="invalid-compare", hint="e.g. --prometheus "
                                                           "http://prometheus.monitoring:9090")
-        if not re.match(r"^https?://[^\s/]+", prometheus):
+        if not _http_url(prometheus):
             raise InvalidInput(f"--prometheus {prometheus!r} is not an http(s) URL",
-                               id="invalid-compare")
+                               id="invalid-compare", hint="e.g. http://prometheus:9090")
         level = ALPHA if alpha is None else alpha
         if not 0.0 < level < 0.5:
             raise InvalidInput(f"--compare-alpha {level:g} is invalid: a significance level "
@@ -109,3 +109,17 @@ def build(*, files: list[str] | None = None, args: list[str] | None = None,
                            "worse": direction, "minSamples": MIN_SAMPLES}
         require_scipy()
     return spec or None
+
+
+def _http_url(text: str) -> bool:
+    """An http(s) URL with a host, a whole port if any, and no space."""
+    from urllib.parse import urlsplit
+
+    if any(c.isspace() for c in text):
+        return False
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

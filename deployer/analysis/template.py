@@ -97,7 +97,12 @@ def load(paths: list[str], given: dict[str, str] | None = None) -> Analysis:
 def read(paths: list[str]) -> list[dict[str, Any]]:
     """The documents of these files as they are, each with the file it came from: what a
     plan keeps, so that a run continued elsewhere judges by the same templates."""
-    return [{"source": path, "document": doc} for path in paths for doc in _documents(path)]
+    import json
+
+    # as JSON values (a YAML date becomes its text, as it would in the Kubernetes API), so
+    # that the plan can be recorded
+    return [{"source": path, "document": json.loads(json.dumps(doc, default=str))}
+            for path in paths for doc in _documents(path)]
 
 
 def merge(documents: list[dict[str, Any]], given: dict[str, str] | None = None) -> Analysis:

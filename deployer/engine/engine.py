@@ -120,6 +120,10 @@ class Engine:
             self.reporter.note(note)
         if journal.record.plan is None:
             journal.record = journal.record.with_(plan=plan.to_json())
+        if start and journal.record.verified_version and not self.ctx.results.verified_version:
+            # continued after a gate: what was verified before it stands until a step
+            # verifies again (a rolling update paused after its analysis has none left)
+            self.ctx.results.verified_version = journal.record.verified_version
         try:
             release(self.ctx.gateway, journal, self.reporter)  # held by a process now gone
             self._holdable = True
@@ -224,7 +228,8 @@ class Engine:
 
     def _pause(self, plan: Plan, journal: Journal, gate: Gate, index: int, *,
                undecided: bool = False) -> Outcome:
-        journal.update(phase="paused", position=index + 1, step=gate.describe())
+        journal.update(phase="paused", position=index + 1, step=gate.describe(),
+                       verified_version=self.verified_version)
         # the gate holds the run itself: a pause asked meanwhile is answered by it
         with contextlib.suppress(DeployerError):
             set_pause(self.ctx.gateway, journal.app, None)

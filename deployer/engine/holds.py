@@ -47,7 +47,7 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
                          step.old_version, 1.0, duration=max(window, 0.0),
                          fresh_clients=(0, WINDOW_CLIENTS), analysis=step.analysis)
     try:
-        note = traffic.verify(ctx, live, before_round=ctx.confirm)
+        note = traffic.verify(ctx, live, before_round=ctx.confirm, label=step.describe())
     except StepFailed as exc:
         raise StepFailed(f"{step.new_deployment} failed in the rollback window after the "
                          f"switch: {exc.message}", exc.evaluation, exc.timed_out) from exc

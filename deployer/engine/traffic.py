@@ -44,7 +44,9 @@ ROUND_INTERVAL = 3.0
 
 
 def verify(ctx: StepContext, step: VerifyTraffic, *,
-           before_round: Callable[[], None] | None = None) -> str | None:
+           before_round: Callable[[], None] | None = None,
+           label: str | None = None) -> str | None:
+    """``label``: the step as the report names its analysis (the step's own line)."""
     failures_check = PodFailureCheck(clock=ctx.clock)
     end = ctx.clock() + step.duration
     rounds = 0
@@ -62,7 +64,8 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
                     metrics = stack.enter_context(StepAnalysis(
                         ctx, step.analysis, Sides(step.service, step.new_deployment,
                                                   step.new_version, step.old_deployment,
-                                                  step.old_version), step.describe()))
+                                                  step.old_version),
+                        label or step.describe()))
                 measurements, failures = analysis_round(ctx, probe, step, failures_check)
                 if metrics is not None:
                     metrics.tick(over)

@@ -98,8 +98,10 @@ class ServiceClient:
     after `limit` seconds. Use it as a context manager around what it should watch."""
 
     def __init__(self, kube: Any, namespace: str, service: str = "hello", *,
-                 clients: int = 8, pause: float = 0.2, limit: float = 400):
+                 clients: int = 8, pause: float = 0.2, limit: float = 400,
+                 path: str = "/version"):
         self.kube, self.namespace, self.service = kube, namespace, service
+        self.path = path
         self.addresses = CLIENT_ADDRESSES[:clients]
         self.pause, self.limit = pause, limit
         self.answers: list[str] = []
@@ -119,7 +121,8 @@ class ServiceClient:
             i += 1
             try:
                 self.answers.append(version_via_service(self.namespace, self.service, ip,
-                                                        kube=self.kube, timeout=2))
+                                                        self.path, kube=self.kube,
+                                                        timeout=2))
             except Exception as exc:  # noqa: BLE001 - a failed request is counted, not raised
                 self.errors.append(f"{time.strftime('%H:%M:%S')} {ip}: {exc!r}"[:300])
             time.sleep(self.pause)
