@@ -32,7 +32,8 @@ _MEANINGS = {
     ExitCode.INVALID: "invalid input or usage; nothing was changed",
     ExitCode.UNSAFE: "rollback failed or the state is unsafe; a human is needed",
     ExitCode.LOCKED: "another run holds this app's lock",
-    ExitCode.PAUSED: "paused at a promotion gate (continue with promote or abort)",
+    ExitCode.PAUSED: "paused at a promotion gate, or an analysis was inconclusive (continue "
+    "with promote or abort)",
     ExitCode.UNREACHABLE: "cluster unreachable or not authorised: before the first change, "
     "nothing was changed; mid-run, the outcome is unknown and the report says where it stopped",
     ExitCode.TIMEOUT: "timed out; the report says what state was left",

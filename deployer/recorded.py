@@ -72,7 +72,11 @@ def compare(recorded: Mapping[str, Any],
     for key, value in given.items():
         if key not in recorded or _json(value) == recorded[key]:
             continue
-        if key in PLAN_OPTIONS:
+        if key == "analysis":
+            refused.append(f"{PLAN_OPTIONS[key]} ask for other analyses than the run was "
+                           "started with" if value else
+                           f"the run was started with analyses ({PLAN_OPTIONS[key]})")
+        elif key in PLAN_OPTIONS:
             refused.append(f"{PLAN_OPTIONS[key]} {show(key, value)} (the run was started with "
                            f"{show(key, recorded[key])})")
         elif key in CHECK_SETTINGS:

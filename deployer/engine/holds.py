@@ -47,7 +47,10 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
                          step.old_version, 1.0, duration=max(window, 0.0),
                          fresh_clients=(0, WINDOW_CLIENTS), analysis=step.analysis)
     try:
-        note = traffic.verify(ctx, live, before_round=ctx.confirm, label=step.describe())
+        # the analysis compares the live side with the old one, still up in the window
+        note = traffic.verify(ctx, live, before_round=ctx.confirm, label=step.describe(),
+                              sides=Sides(step.service, step.new_deployment, step.new_version,
+                                          step.old_deployment, step.old_version))
     except StepFailed as exc:
         raise StepFailed(f"{step.new_deployment} failed in the rollback window after the "
                          f"switch: {exc.message}", exc.evaluation, exc.timed_out) from exc

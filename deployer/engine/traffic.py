@@ -45,8 +45,9 @@ ROUND_INTERVAL = 3.0
 
 def verify(ctx: StepContext, step: VerifyTraffic, *,
            before_round: Callable[[], None] | None = None,
-           label: str | None = None) -> str | None:
-    """``label``: the step as the report names its analysis (the step's own line)."""
+           label: str | None = None, sides: Sides | None = None) -> str | None:
+    """``label``: the step as the report names its analysis (the step's own line);
+    ``sides``: what the analysis compares, when not the step's two Deployments."""
     failures_check = PodFailureCheck(clock=ctx.clock)
     end = ctx.clock() + step.duration
     rounds = 0
@@ -62,9 +63,9 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
                 step = follow_resize(ctx, step)
                 if step.analysis and metrics is None:
                     metrics = stack.enter_context(StepAnalysis(
-                        ctx, step.analysis, Sides(step.service, step.new_deployment,
-                                                  step.new_version, step.old_deployment,
-                                                  step.old_version),
+                        ctx, step.analysis, sides or Sides(
+                            step.service, step.new_deployment, step.new_version,
+                            step.old_deployment, step.old_version),
                         label or step.describe()))
                 measurements, failures = analysis_round(ctx, probe, step, failures_check)
                 if metrics is not None:

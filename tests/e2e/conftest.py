@@ -59,6 +59,8 @@ _E2E_DIR = Path(__file__).resolve().parent
 LONGEST_FIRST = (
     "test_every_ordered_pair_of_strategies_on_one_app",
     "test_an_autoscaler_resizing_stable_mid_canary_keeps_the_weight",
+    "test_canary_of_v2_passes_the_template_the_comparison_and_the_probe",
+    "test_canary_of_v6_is_rejected_by_its_5xx_ratio_in_prometheus_while_users_call_it",
     "test_recreate_to_a_missing_image_rolls_back_to_v1",
     "test_canary_and_blue_green_run_as_the_ci_service_account",
     "test_api_unreachable_past_the_budget_exits_69_and_destroys_nothing",

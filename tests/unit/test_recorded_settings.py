@@ -23,6 +23,20 @@ def test_a_check_setting_that_differs_is_applied():
     assert refused == [] and applied == {"samples": 5, "check_via": "pod-ip"}
 
 
+def test_analyses_are_recorded_by_digest_and_other_ones_are_refused():
+    spec = {"probe": {"path": "/", "maxErrorRate": 5.0, "requests": 100}}
+    record = recorded.snapshot({"analysis": spec}, {})
+    assert record["analysis"].startswith("sha256:")  # not the templates themselves
+    assert recorded.compare(record, {"analysis": dict(spec)}) == ([], {})
+    other = {"probe": {**spec["probe"], "maxErrorRate": 1.0}}
+    refused, _ = recorded.compare(record, {"analysis": other})
+    assert refused == ["--analysis/--arg/--probe/--compare ask for other analyses than the "
+                       "run was started with"]
+    refused, _ = recorded.compare(recorded.snapshot({"analysis": None}, {}),
+                                  {"analysis": spec})
+    assert len(refused) == 1
+
+
 def test_settings_the_record_does_not_have_are_neither_refused_nor_applied():
     assert recorded.compare({"interval": 30.0}, {"keep_old": 0.0}) == ([], {})
 
