@@ -41,15 +41,31 @@ def _shown(text: str, limit: int = 200) -> str:
 
 def prometheus(client: httpx.Client, settings: dict[str, Any]) -> tuple[Any, str]:
     """One instant query. ``settings``: the provider's fields, arguments filled in."""
-    import httpx
-
     address = settings["address"].rstrip("/")
     query = settings["query"]
     asked = f"prometheus {address}: {_shown(query)}"
+    data = _ask_prometheus(client, f"{address}/api/v1/query", {"query": query}, asked,
+                           _headers(settings),
+                           float(settings.get("timeout") or PROMETHEUS_TIMEOUT))
+    kind, result = data.get("resultType"), data.get("result") or []
     try:
-        response = client.get(f"{address}/api/v1/query", params={"query": query},
-                              headers=_headers(settings),
-                              timeout=float(settings.get("timeout") or PROMETHEUS_TIMEOUT))
+        if kind == "vector":
+            return [_sample(s["value"][1]) for s in result], asked
+        if kind == "scalar":
+            return _sample(result[1]), asked
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise MeasureError(f"{asked}: a {kind} deployer cannot read: {exc}") from None
+    raise MeasureError(f"{asked}: the query gives a {kind}; deployer judges instant vectors "
+                       "and scalars (a range vector [5m] needs a function such as rate())")
+
+
+def _ask_prometheus(client: httpx.Client, url: str, params: dict[str, str], asked: str,
+                    headers: dict[str, str], timeout: float) -> dict[str, Any]:
+    """The ``data`` of Prometheus's answer to one API request; anything else is an Error."""
+    import httpx
+
+    try:
+        response = client.get(url, params=params, headers=headers, timeout=timeout)
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
     try:
@@ -63,17 +79,7 @@ def prometheus(client: httpx.Client, settings: dict[str, Any]) -> tuple[Any, str
     if body.get("status") != "success":
         raise MeasureError(f"{asked}: HTTP {response.status_code}, "
                            f"{body.get('errorType') or 'error'}: {body.get('error')}")
-    data = body.get("data") or {}
-    kind, result = data.get("resultType"), data.get("result") or []
-    try:
-        if kind == "vector":
-            return [_sample(s["value"][1]) for s in result], asked
-        if kind == "scalar":
-            return _sample(result[1]), asked
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise MeasureError(f"{asked}: a {kind} deployer cannot read: {exc}") from None
-    raise MeasureError(f"{asked}: the query gives a {kind}; deployer judges instant vectors "
-                       "and scalars (a range vector [5m] needs a function such as rate())")
+    return dict(body.get("data") or {})
 
 
 def _sample(text: Any) -> float:
@@ -164,27 +170,11 @@ def prometheus_range(client: httpx.Client, address: str, query: str, start: floa
     series pooled; NaN left out (a ratio over no requests)."""
     import math
 
-    import httpx
-
-    asked = f"prometheus {address.rstrip('/')} range: {_shown(query)}"
-    try:
-        response = client.get(f"{address.rstrip('/')}/api/v1/query_range",
-                              params={"query": query, "start": f"{start:.3f}",
-                                      "end": f"{end:.3f}", "step": f"{step:g}"},
-                              timeout=PROMETHEUS_TIMEOUT)
-        body = response.json()
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise MeasureError(f"{asked}: {type(exc).__name__}: {_shown(str(exc))}") from None
-    except ValueError:
-        raise MeasureError(f"{asked}: HTTP {response.status_code}, not JSON: "
-                           f"{_shown(response.text)}") from None
-    if not isinstance(body, dict):
-        raise MeasureError(f"{asked}: HTTP {response.status_code}, not Prometheus's answer: "
-                           f"{_shown(response.text)}")
-    if body.get("status") != "success":
-        raise MeasureError(f"{asked}: HTTP {response.status_code}, "
-                           f"{body.get('errorType') or 'error'}: {body.get('error')}")
-    data = body.get("data") or {}
+    address = address.rstrip("/")
+    asked = f"prometheus {address} range: {_shown(query)}"
+    data = _ask_prometheus(client, f"{address}/api/v1/query_range",
+                           {"query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
+                            "step": f"{step:g}"}, asked, {}, PROMETHEUS_TIMEOUT)
     if data.get("resultType") != "matrix":
         raise MeasureError(f"{asked}: a {data.get('resultType')}, not a matrix")
     try:

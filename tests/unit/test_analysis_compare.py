@@ -13,6 +13,7 @@ from deployer.analysis import providers as p
 from deployer.analysis.assess import Result
 from deployer.analysis.compare import Comparison, check_query, compare
 from deployer.errors import InvalidInput
+from tests.unit.test_analysis_providers import client
 
 Q = 'sum(rate(errors{track="{{track}}"}[30s]))'
 LOW = [float(x) for x in range(0, 8)]  # 0..7
@@ -141,16 +142,6 @@ def test_a_query_needs_the_track_placeholder():
 
 
 # ------------------------------------------------------------------ prometheus_range
-
-
-def client(handler) -> tuple[httpx.Client, list[httpx.Request]]:
-    seen: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
-
-    return httpx.Client(transport=httpx.MockTransport(record)), seen
 
 
 def matrix(*series: list[str]) -> dict:
