@@ -166,8 +166,14 @@ def _empty(result: Any) -> bool:
 
 
 def show(value: Any, limit: int = 80) -> str:
-    """A value as a message shows it, cut to ``limit`` characters."""
-    text = repr(value)
+    """A value as a message shows it (as JSON where it can be: what the providers read,
+    and how the expressions write true, false and nil), cut to ``limit`` characters."""
+    import json
+
+    try:
+        text = json.dumps(value, default=str)
+    except ValueError:  # a circular structure cannot come from a provider; say what it is
+        text = repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
