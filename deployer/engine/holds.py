@@ -4,7 +4,6 @@ after the switch (KeepOld), and an analysis on its own (Analyse)."""
 from __future__ import annotations
 
 from deployer.engine import traffic
-from deployer.engine.analysing import Sides, StepAnalysis, watch
 from deployer.engine.context import StepContext
 from deployer.errors import StepFailed
 from deployer.model import Analyse, Hold, KeepOld, VerifyTraffic
@@ -48,9 +47,14 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
                          fresh_clients=(0, WINDOW_CLIENTS), analysis=step.analysis)
     try:
         # the analysis compares the live side with the old one, still up in the window
+        sides = None
+        if step.analysis:
+            from deployer.engine.analysing import Sides
+
+            sides = Sides(step.service, step.new_deployment, step.new_version,
+                          step.old_deployment, step.old_version)
         note = traffic.verify(ctx, live, before_round=ctx.confirm, label=step.describe(),
-                              sides=Sides(step.service, step.new_deployment, step.new_version,
-                                          step.old_deployment, step.old_version))
+                              sides=sides)
     except StepFailed as exc:
         raise StepFailed(f"{step.new_deployment} failed in the rollback window after the "
                          f"switch: {exc.message}", exc.evaluation, exc.timed_out) from exc
@@ -63,6 +67,8 @@ def keep_old(ctx: StepContext, step: KeepOld) -> str | None:
 def analyse(ctx: StepContext, step: Analyse) -> str | None:
     """blue-green's pre-promotion analysis, rolling's after its rollout: the analyses on
     the new pods (beside the old ones, while they run) for the step's time."""
+    from deployer.engine.analysing import Sides, StepAnalysis, watch
+
     sides = Sides(step.app, step.new_deployment, step.new_version, step.old_deployment,
                   step.old_version)
     return watch(ctx, StepAnalysis(ctx, step.analysis, sides, step.describe()), step.duration)

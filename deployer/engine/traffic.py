@@ -12,9 +12,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from deployer.engine.analysing import Sides, StepAnalysis
 from deployer.engine.context import StepContext
 from deployer.engine.deployments import replicas_for_weight
 from deployer.engine.outage import Outage
@@ -40,6 +39,9 @@ from deployer.model import (
     VerifyTraffic,
 )
 
+if TYPE_CHECKING:
+    from deployer.engine.analysing import Sides, StepAnalysis
+
 ROUND_INTERVAL = 3.0
 
 
@@ -52,7 +54,10 @@ def verify(ctx: StepContext, step: VerifyTraffic, *,
     end = ctx.clock() + step.duration
     rounds = 0
     outage = Outage(ctx)
-    metrics = None
+    metrics: StepAnalysis | None = None
+    if step.analysis:
+        # only a run that asks for analysis pays for importing it (not every deploy)
+        from deployer.engine.analysing import Sides, StepAnalysis
     with contextlib.ExitStack() as stack:
         probe = stack.enter_context(VersionProbe(ctx.gateway, ctx.settings.verify.probe))
         while True:

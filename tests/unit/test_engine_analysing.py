@@ -918,3 +918,18 @@ def test_json_safe_writes_nan_and_infinities_as_text_at_any_depth():
     assert json_safe({"succeeded": True, "logs": ["x"]}) == {"succeeded": True, "logs": ["x"]}
     for plain in (0.25, 3, "NaN", None, True):
         assert json_safe(plain) == plain
+
+
+def test_a_deploy_without_analysis_never_imports_it():
+    """Analysis is imported only by a run that asks for it: a plain deploy's start (the
+    time before its first write) does not pay for it."""
+    import subprocess
+    import sys
+
+    from tests.unit.test_validation import REPO_ROOT
+
+    code = ("import sys\nimport deployer.cli, deployer.engine, deployer.engine.engine\n"
+            "print(sorted(m for m in sys.modules if m.startswith('deployer.analysis')))\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                            text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]", result.stdout
