@@ -68,6 +68,8 @@ class Globals:
     allow_system_namespace: bool = False
     verbose: bool = False
     log_format: str = "console"
+    report_file: str | None = None  # --report: the JSON report, also written here
+    junit_file: str | None = None  # --junit: JUnit XML of the run
     # what the command did before its plan (a rollback window it closed), for the report
     notes: list[str] = field(default_factory=list)
 
@@ -110,6 +112,11 @@ def global_options(
                                       "(method, path, status, ms)."),
     log_format: str = typer.Option("console", "--log-format", metavar="FORMAT",
                                    help="console or json."),
+    report: str | None = typer.Option(None, "--report", metavar="FILE",
+                                      help="Also write the JSON report to FILE (any -o)."),
+    junit: str | None = typer.Option(None, "--junit", metavar="FILE",
+                                     help="Write JUnit XML to FILE: a test case per step, "
+                                          "check and analysed metric, and the release."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
@@ -121,11 +128,18 @@ def global_options(
                            id="invalid-log-format")
     if namespace is not None:
         validate_namespace(namespace)
+    from deployer.ci_outputs import check_path
+
+    files = (check_path(report, "--report"), check_path(junit, "--junit"))
+    _CI_FILES[:] = files  # an error before the run is written there too
     ctx.obj = Globals(kubeconfig, context, namespace, output,
                       parse_duration(timeout, "--timeout"),
                       parse_duration(request_timeout, "--request-timeout"), insecure,
-                      allow_system_namespace, verbose, log_format)
+                      allow_system_namespace, verbose, log_format, *files)
     _configure_logging(ctx.obj)
+
+
+_CI_FILES: list[str | None] = [None, None]  # --report and --junit of this command
 
 
 def _configure_logging(g: Globals) -> None:
@@ -211,6 +225,7 @@ def _reporter(g: Globals, gw: Gateway) -> Reporter:
     from deployer.report import Reporter
 
     reporter = Reporter(output=g.output)
+    reporter.report_file, reporter.junit_file = g.report_file, g.junit_file
     reporter.where = _where(g, gw)
     reporter.api_requests = gw.requests.to_json
     for note in g.notes:
@@ -1034,6 +1049,10 @@ def _show(ctx: typer.Context, app_name: str, view: str) -> int:
     collect, render = {"status": (views.collect, views.render),
                        "history": (views.collect_history, views.render_history)}[view]
     data = collect(_connect(g, read_only=True), app_name)
+    if g.output == "json":
+        from deployer.report import REPORT_SCHEMA_VERSION
+
+        data = {"schemaVersion": REPORT_SCHEMA_VERSION, "kind": view, **data}
     print(json.dumps(data, indent=2) if g.output == "json" else render(data))
     return 0
 
@@ -1398,6 +1417,7 @@ def _run(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     hoisted = hoist(list(sys.argv[1:] if argv is None else argv), table_of(command))
     output_json = hoisted.output == "json"
+    _CI_FILES[:] = [None, None]  # set by the global options, once they are read
     try:
         for tokens in hoisted.repeated.values():
             raise InvalidInput(f"{tokens[0].split()[0]} is given {len(tokens)} times "
@@ -1417,9 +1437,17 @@ def _run(argv: list[str] | None = None) -> int:
         return int(ExitCode.INVALID)
     except DeployerError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        from deployer.report import REPORT_SCHEMA_VERSION
+
+        error = {"schemaVersion": REPORT_SCHEMA_VERSION, "kind": "error", "verdict": "error",
+                 "exitCode": int(exc.exit_code), "error": exc.id, "message": exc.message,
+                 "hint": exc.hint}
         if output_json:
-            print(json.dumps({"verdict": "error", "exitCode": int(exc.exit_code),
-                              "error": exc.id, "message": exc.message, "hint": exc.hint}))
+            print(json.dumps(error))
+        from deployer.ci_outputs import write_all
+
+        write_all(error, report_file=_CI_FILES[0], junit_file=_CI_FILES[1])
+        _CI_FILES[:] = [None, None]
         return int(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -529,9 +529,10 @@ class Plan:
     def dry_run_json(self, start: dict[str, int]) -> dict[str, Any]:
         """The whole plan for ``--dry-run -o json``: each step with the replicas after it."""
         return {**self.to_json(), "steps": [
-            {**step_to_json(step), "description": step.describe(), "replicasAfter": replicas}
+            {**step_view(step_to_json(step)), "description": step.describe(),
+             "replicasAfter": replicas}
             for step, replicas in zip(self.steps, self.replica_timeline(start), strict=True)],
-            "rollback": [{**step_to_json(step), "description": step.describe()}
+            "rollback": [{**step_view(step_to_json(step)), "description": step.describe()}
                          for step in self.rollback]}
 
     def describe(self, start: dict[str, int] | None = None) -> list[str]:
@@ -555,7 +556,28 @@ class Plan:
 
 
 def step_to_json(step: Step) -> dict[str, Any]:
+    """A step as the run journal stores it (its field names as they are)."""
     return {"type": type(step).__name__, **asdict(step)}
+
+
+def camel(name: str) -> str:
+    """``new_deployment`` -> ``newDeployment``: reports name things as Kubernetes does."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def step_view(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored step (:func:`step_to_json`) as a report shows it: its field names in
+    camelCase; the values (a Deployment's body, labels) as they are."""
+    return {camel(k): v for k, v in stored.items()}
+
+
+def plan_view(stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored plan (:meth:`Plan.to_json`) as a report shows it."""
+    if stored is None:
+        return None
+    return {**stored, "steps": [step_view(s) for s in stored.get("steps") or []],
+            "rollback": [step_view(s) for s in stored.get("rollback") or []]}
 
 
 def step_from_json(data: dict[str, Any]) -> Step:

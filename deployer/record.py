@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import UnsafeState
-from deployer.model import ANNOTATION_PREFIX
+from deployer.model import ANNOTATION_PREFIX, camel, plan_view, step_view
 from deployer.timestamps import iso
 from deployer.writes import conditional_write
 
@@ -101,7 +101,21 @@ class RunRecord:
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
+        """As the journal stores it (read back by :meth:`from_json`)."""
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def view(self) -> dict[str, Any]:
+        """As a report shows it: camelCase names, the plan's and undo's steps too."""
+        out: dict[str, Any] = {}
+        for key, value in self.to_json().items():
+            if key == "plan":
+                value = plan_view(value)
+            elif key == "undo":
+                value = [step_view(s) for s in value]
+            elif key == "settings":
+                value = {camel(k): v for k, v in value.items()}
+            out[camel(key)] = value
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunRecord:

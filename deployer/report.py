@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from deployer.model import Measurement, Outcome, PodFailure, Step, StepRecord
+from deployer.ci_outputs import write_all
+from deployer.model import Measurement, Outcome, PodFailure, Step, StepRecord, camel
+
+# The JSON reports' schema (schema/report.schema.json): its version goes up when a field
+# changes meaning or goes away; a new field does not change it.
+REPORT_SCHEMA_VERSION = 1
 
 
 class Reporter:
@@ -39,6 +44,8 @@ class Reporter:
         self.where = ""  # the options that point a printed command at this app: -n, --context
         # the API requests sent so far (the gateway's count), for the JSON report
         self.api_requests: Callable[[], dict[str, int]] | None = None
+        self.report_file: str | None = None  # --report
+        self.junit_file: str | None = None  # --junit
         self._last_wait: str | None = None
 
     # ---------------------------------------------------------------- live lines
@@ -137,8 +144,11 @@ class Reporter:
         lines += [f"or:               {self.command(c)}" for c in outcome.other_commands]
         stream = self.err if self.output == "json" else self.out
         print("\n".join(lines), file=stream, flush=True)
+        report = self.to_json(outcome)
         if self.output == "json":
-            print(json.dumps(self.to_json(outcome), indent=2), file=self.out, flush=True)
+            print(json.dumps(report, indent=2), file=self.out, flush=True)
+        # a report file, JUnit XML, GitHub's step summary and outputs, as asked or set
+        write_all(report, report_file=self.report_file, junit_file=self.junit_file)
 
     def command(self, text: str) -> str:
         """A deployer command as printed: with -n/--context, so it works pasted as is."""
@@ -148,7 +158,9 @@ class Reporter:
 
     def to_json(self, outcome: Outcome) -> dict[str, Any]:
         return {
-            **self.facts,
+            "schemaVersion": REPORT_SCHEMA_VERSION,
+            "kind": "result",
+            **{camel(k): v for k, v in self.facts.items()},
             "verdict": outcome.verdict.value,
             "exitCode": outcome.exit_code,
             "message": outcome.message,

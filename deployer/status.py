@@ -67,13 +67,13 @@ def collect(gw: ClusterGateway, app: str) -> dict[str, Any]:
         })
         if dep["metadata"]["name"] == app:
             record = read_run(gw, app)
-            run = record.to_json() if record else None
+            run = record.view() if record else None
             asked = read_pause(gw, app) if record else None
             if record is not None and run is not None and asked is not None \
                     and asked.run == record.id:
-                run["pause_requested"] = asked.to_json()
+                run["pauseRequested"] = asked.to_json()
             history = read_history(gw, app)
-            last = history[-1].to_json() if history else None
+            last = history[-1].view() if history else None
     svc = gw.get_service(app)
     service = None
     if svc is not None:
@@ -112,10 +112,10 @@ def render(data: dict[str, Any]) -> str:
         lines.append("  service: none")
     run = data["runInProgress"]
     if run:
-        lines.append(f"  run in progress: {run.get('strategy')} {run.get('from_image')} -> "
-                     f"{run.get('to_image')}, phase {run.get('phase')}, step "
+        lines.append(f"  run in progress: {run.get('strategy')} {run.get('fromImage')} -> "
+                     f"{run.get('toImage')}, phase {run.get('phase')}, step "
                      f"{run.get('step')!r}, by {run.get('who')} since {run.get('started')}")
-        held, asked = run.get("held"), run.get("pause_requested")
+        held, asked = run.get("held"), run.get("pauseRequested")
         if held:
             why = f" ({held['reason']})" if held.get("reason") else ""
             paused = (f"; deployment {held['deployment']} is paused (spec.paused)"
@@ -137,9 +137,9 @@ def render(data: dict[str, Any]) -> str:
         lines.append("  lock: free")
     last = data["lastRun"]
     if last:
-        lines.append(f"  last run: {last.get('strategy')} to {last.get('to_image')}: "
+        lines.append(f"  last run: {last.get('strategy')} to {last.get('toImage')}: "
                      f"{last.get('verdict')} at {last.get('finished')} by {last.get('who')}")
-        side = last.get("old_side")
+        side = last.get("oldSide")
         if side:
             until = parse(side.get("until")) or 0.0
             when = (f"until {side.get('until')}" if until > time.time() else
@@ -159,7 +159,7 @@ def collect_history(gw: ClusterGateway, app: str) -> dict[str, Any]:
     current = (dep["metadata"].get("annotations") or {}).get("deployment.kubernetes.io/revision")
     return {
         "app": app, "namespace": gw.namespace,
-        "releases": [r.to_json() for r in read_history(gw, app)],
+        "releases": [r.view() for r in read_history(gw, app)],
         "revisions": [{"revision": r.number, "image": r.image, "changeCause": r.change_cause,
                        "created": r.created, "current": str(r.number) == current}
                       for r in revs],
@@ -171,9 +171,9 @@ def render_history(data: dict[str, Any]) -> str:
     if not data["releases"]:
         lines.append("  none recorded by deployer")
     for r in data["releases"]:
-        version = r.get("verified_version") or r.get("expected_version") or "-"
+        version = r.get("verifiedVersion") or r.get("expectedVersion") or "-"
         lines.append(f"  {r.get('finished') or r.get('started')}  {r.get('strategy'):<10} "
-                     f"{r.get('from_image')} -> {r.get('to_image')}  version {version}  "
+                     f"{r.get('fromImage')} -> {r.get('toImage')}  version {version}  "
                      f"{r.get('verdict') or r.get('phase')}  by {r.get('who')}"
                      + (f"  why: {r['reason']}" if r.get("reason") else ""))
     lines.append("revisions:")

@@ -22,7 +22,12 @@ class CliResult:
 
     @property
     def report(self) -> dict[str, Any]:
-        return json.loads(self.stdout)
+        """The JSON report, checked against schema/report.schema.json: every report a test
+        reads from the lab (deploys, rejections, gates, dry runs, rollbacks, status,
+        history, errors) is held to the documented schema."""
+        from tests.report_schema import checked
+
+        return checked(json.loads(self.stdout))  # type: ignore[no-any-return]
 
     def __str__(self) -> str:
         return f"exit {self.code} after {self.seconds:.1f}s\n--- stdout\n{self.stdout}\n" \

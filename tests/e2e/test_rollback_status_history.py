@@ -76,7 +76,7 @@ def test_history_lists_each_release_with_strategy_verdict_and_reason(namespace, 
 
     assert result.code == 0, result
     releases = result.report["releases"]
-    assert [(r["to_image"], r["verdict"], r["reason"]) for r in releases] == [
+    assert [(r["toImage"], r["verdict"], r["reason"]) for r in releases] == [
         ("hello:v2", "promoted", "feature x"), ("hello:v9", "rejected", "typo tag")]
     images = [r["image"] for r in result.report["revisions"]]
     assert "hello:v2" in images and "hello:v9" in images

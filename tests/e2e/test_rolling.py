@@ -22,7 +22,7 @@ def test_good_release_is_promoted_and_every_pod_answers_the_new_version(namespac
     assert result.code == 0, result
     report = result.report
     assert report["verdict"] == "promoted"
-    assert report["to_image"] == "hello:v2" and report["from_version"] == "1.0.0"
+    assert report["toImage"] == "hello:v2" and report["fromVersion"] == "1.0.0"
     assert report["verifiedVersion"] == "2.0.0"
     assert {c["check"]: c["phase"] for c in report["checks"]}["http-version"] == "Successful"
     versions = versions_by_pod(kube, namespace)

@@ -13,6 +13,8 @@ def fresh_logging(monkeypatch, tmp_path):
     sets it), or leaves logging pointed at its captured stderr."""
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     yield
     structlog.reset_defaults()
     logs.reset()
@@ -28,4 +30,6 @@ def cli_cluster(monkeypatch) -> FakeGateway:
     fake.services["hello"] = service("hello", {"app": "hello"})
     monkeypatch.setattr(cli, "_connect", lambda g, **kw: fake)
     monkeypatch.delenv("CI", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    monkeypatch.delenv("GITHUB_OUTPUT", raising=False)
     return fake

@@ -233,7 +233,7 @@ def test_rollback_dry_run_shows_the_rollback_it_would_run_and_writes_nothing(gw,
     report = json.loads(capsys.readouterr().out)
     assert code == ExitCode.OK and report["verdict"] == "planned"
     assert [s["description"] for s in report["plan"]["steps"]] == ["scale hello-canary to 0"]
-    assert report["to_image"] == "hello:v1"
+    assert report["toImage"] == "hello:v1"
     assert gw.writes == []
 
 
