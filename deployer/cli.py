@@ -51,7 +51,7 @@ Exit codes:
 {table()}
 """
 
-app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=False,
+app = typer.Typer(help=HELP, no_args_is_help=True, add_completion=True,
                   pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
@@ -736,7 +736,26 @@ def _finish(reporter: Reporter, outcome: Outcome) -> int:
     return int(outcome.exit_code)
 
 
-APP = typer.Option(..., "--app", metavar="APP",
+def complete_app(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion of --app: the namespace's Deployments, when the cluster answers
+    within a second or two; nothing otherwise (completion never waits or fails loudly)."""
+    try:
+        from deployer import logs
+        from deployer.cluster import Gateway, RetryBudget
+
+        logs.configure(False, "console")  # no log line in the middle of a completion
+        params = ctx.parent.params if ctx.parent is not None else {}
+        gw = Gateway(kubeconfig=params.get("kubeconfig"), context=params.get("context"),
+                     namespace=params.get("namespace"), request_timeout=2.0,
+                     budget=RetryBudget(attempts=1, seconds=2.0))
+        names = [d["metadata"]["name"] for d in gw.list_deployments()]
+    except Exception:  # noqa: BLE001 - no cluster, no completion
+        return []
+    return sorted(n for n in names if n.startswith(incomplete) and
+                  not n.endswith(("-canary", "-green")))
+
+
+APP = typer.Option(..., "--app", metavar="APP", autocompletion=complete_app,
                    help="The app: its Deployment and Service have this name.")
 IMAGE = typer.Option(..., "--image", metavar="IMAGE",
                      help="Full image reference, or a bare tag (v2) for the "
