@@ -7,7 +7,6 @@ only when a command needs the cluster, so ``deployer --help`` stays instant.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -93,8 +92,8 @@ def global_options(
                                          help="Namespace (default: the context's, else "
                                               "'default')."),
     output: str = typer.Option("text", "-o", "--output", metavar="FORMAT",
-                               help="text or json (one JSON report "
-                                    "on stdout)."),
+                               help="text, json or yaml (one report on stdout; the "
+                                    "words on stderr)."),
     timeout: str = typer.Option("10m", "--timeout", metavar="DURATION",
                                 help="Deadline for the whole run, e.g. "
                                      "90s, 10m."),
@@ -112,6 +111,10 @@ def global_options(
                                       "(method, path, status, ms)."),
     log_format: str = typer.Option("console", "--log-format", metavar="FORMAT",
                                    help="console or json."),
+    actor: str | None = typer.Option(None, "--actor", metavar="NAME",
+                                     help="Who the run is recorded as (default: the CI's "
+                                          "actor, else the cluster's name for you and "
+                                          "user@host)."),
     report: str | None = typer.Option(None, "--report", metavar="FILE",
                                       help="Also write the JSON report to FILE (any -o)."),
     junit: str | None = typer.Option(None, "--junit", metavar="FILE",
@@ -120,8 +123,8 @@ def global_options(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
-    if output not in ("text", "json"):
-        raise InvalidInput(f"--output {output!r} is invalid: use text or json",
+    if output not in ("text", "json", "yaml"):
+        raise InvalidInput(f"--output {output!r} is invalid: use text, json or yaml",
                            id="invalid-output")
     if log_format not in ("console", "json"):
         raise InvalidInput(f"--log-format {log_format!r} is invalid: use console or json",
@@ -129,6 +132,11 @@ def global_options(
     if namespace is not None:
         validate_namespace(namespace)
     from deployer.ci_outputs import check_path
+    from deployer.record import set_actor
+
+    if actor is not None:
+        actor = validate_reason(actor, "--actor")
+    set_actor(actor)
 
     files = (check_path(report, "--report"), check_path(junit, "--junit"))
     _CI_FILES[:] = files  # an error before the run is written there too
@@ -216,6 +224,10 @@ def _connect(g: Globals, *, read_only: bool = False) -> Gateway:
         raise InvalidInput(f"namespace {gw.namespace!r} belongs to the cluster itself; deployer "
                            "will not change it", id="system-namespace",
                            hint="pass --allow-system-namespace if you really mean it")
+    if not read_only:
+        from deployer.record import set_identity
+
+        set_identity(gw.identity())  # who the run is recorded as (one request)
     return gw
 
 
@@ -430,7 +442,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
     from deployer import strategy as strategies
     from deployer.engine import Engine
     from deployer.model import Plan, Target
-    from deployer.record import Journal, RunRecord, read_run, who_am_i
+    from deployer.record import Journal, RunRecord, ci_run_url, read_run, who_am_i
     from deployer.validation import expected_version_from_tag, resolve_image
 
     plugin = strategies.load(strategy_name)
@@ -459,7 +471,7 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                 id="unknown-expected-version",
                 hint="pass --expect-version VERSION (or --no-version-check to skip the HTTP check)")
         target = Target(target_image, None if no_version_check else expected, reason,
-                        who_am_i())
+                        who_am_i(), ci_run_url())
         plan = plugin.plan(state, target, strategies.Options(options))
         preflight.check_plan(plan)
         live = state.on_live_side()
@@ -1068,11 +1080,13 @@ def _show(ctx: typer.Context, app_name: str, view: str) -> int:
     collect, render = {"status": (views.collect, views.render),
                        "history": (views.collect_history, views.render_history)}[view]
     data = collect(_connect(g, read_only=True), app_name)
-    if g.output == "json":
-        from deployer.report import REPORT_SCHEMA_VERSION
+    if g.output in ("json", "yaml"):
+        from deployer.report import REPORT_SCHEMA_VERSION, dumps
 
         data = {"schemaVersion": REPORT_SCHEMA_VERSION, "kind": view, **data}
-    print(json.dumps(data, indent=2) if g.output == "json" else render(data))
+        print(dumps(data, g.output))
+    else:
+        print(render(data))
     return 0
 
 
@@ -1435,7 +1449,7 @@ def _run(argv: list[str] | None = None) -> int:
 
     command = typer.main.get_command(app)
     hoisted = hoist(list(sys.argv[1:] if argv is None else argv), table_of(command))
-    output_json = hoisted.output == "json"
+    output_json = hoisted.output in ("json", "yaml")
     _CI_FILES[:] = [None, None]  # set by the global options, once they are read
     try:
         for tokens in hoisted.repeated.values():
@@ -1462,7 +1476,9 @@ def _run(argv: list[str] | None = None) -> int:
                  "exitCode": int(exc.exit_code), "error": exc.id, "message": exc.message,
                  "hint": exc.hint}
         if output_json:
-            print(json.dumps(error))
+            from deployer.report import dumps
+
+            print(dumps(error, str(hoisted.output)))
         from deployer.ci_outputs import write_all
 
         write_all(error, report_file=_CI_FILES[0], junit_file=_CI_FILES[1])

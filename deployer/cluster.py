@@ -239,6 +239,7 @@ class Gateway:
                     id="unknown-context", hint="kubectl config get-contexts lists them")
         self.context = chosen["name"] if chosen else None
         context_namespace = (chosen or {}).get("context", {}).get("namespace")
+        self.context_user: str | None = (chosen or {}).get("context", {}).get("user")
         self.namespace = namespace or context_namespace or "default"
         configuration = client.Configuration()
         config.load_kube_config(
@@ -338,6 +339,21 @@ class Gateway:
 
     def server_version(self) -> dict[str, Any]:
         return dict(self._call("reading the server version", "GET", "/version"))
+
+    def identity(self) -> str | None:
+        """Who the API server knows the caller as: a SelfSubjectReview (served from 1.28),
+        else the kubeconfig context's user name."""
+        try:
+            out = self._call("asking the API server who this is", "POST",
+                             "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                             body={"apiVersion": "authentication.k8s.io/v1",
+                                   "kind": "SelfSubjectReview"})
+            name = (((out or {}).get("status") or {}).get("userInfo") or {}).get("username")
+            if name:
+                return str(name)
+        except (NotFound, NotAuthorised, ApiRejected):
+            pass  # not served here (before 1.28), or not allowed
+        return self.context_user
 
     def namespace_exists(self) -> bool | None:
         """Whether the gateway's namespace exists; None when we may not read namespaces."""

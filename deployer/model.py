@@ -49,6 +49,7 @@ class Target:
     expected_version: str | None
     reason: str | None = None
     who: str | None = None
+    run_url: str | None = None  # the CI run that asked for it
 
 
 @dataclass(frozen=True)

@@ -53,8 +53,26 @@ def journal_name(app: str) -> str:
     return f"deployer-{app}"
 
 
+_IDENTITY: list[str] = []  # the cluster's name for the caller, once it is known
+_ACTOR: list[str] = []  # --actor
+
+
+def set_actor(name: str | None) -> None:
+    """--actor: who a run is recorded as, before anything else."""
+    _ACTOR[:] = [name] if name else []
+
+
+def set_identity(name: str | None) -> None:
+    """The identity the cluster knows the caller by (a SelfSubjectReview, else the
+    kubeconfig's user): who a run is recorded as, unless --actor or a CI actor says."""
+    _IDENTITY[:] = [name] if name else []
+
+
 def who_am_i() -> str:
-    """Who is running deployer: the CI identity when there is one, else user@host."""
+    """Who is running deployer: --actor (DEPLOYER_ACTOR), else the CI's actor, else the
+    cluster identity with user@host, else user@host."""
+    if _ACTOR:
+        return _ACTOR[0]
     for var in ("DEPLOYER_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_USER_ID"):
         if os.environ.get(var):
             return os.environ[var]
@@ -62,7 +80,18 @@ def who_am_i() -> str:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no passwd entry in some containers
         user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    local = f"{user}@{socket.gethostname()}"
+    return f"{_IDENTITY[0]} ({local})" if _IDENTITY else local
+
+
+def ci_run_url(env: dict[str, str] | None = None) -> str | None:
+    """The CI run this deploy is part of: GitHub Actions, GitLab CI or Jenkins, from the
+    variables each sets."""
+    env = dict(os.environ if env is None else env)
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL") or "https://github.com"
+        return f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    return env.get("CI_JOB_URL") or env.get("BUILD_URL") or None
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,7 @@ class RunRecord:
     from_template_hash: str | None = None
     who: str = field(default_factory=who_am_i)
     reason: str | None = None
+    ci_url: str | None = field(default_factory=ci_run_url)  # the CI run that made it
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     started: str | None = field(default_factory=lambda: iso(time.time()))
     phase: str = "running"

@@ -142,11 +142,12 @@ class Reporter:
         if outcome.next_command:
             lines.append(f"next:             {self.command(outcome.next_command)}")
         lines += [f"or:               {self.command(c)}" for c in outcome.other_commands]
-        stream = self.err if self.output == "json" else self.out
+        machine = self.output in ("json", "yaml")
+        stream = self.err if machine else self.out
         print("\n".join(lines), file=stream, flush=True)
         report = self.to_json(outcome)
-        if self.output == "json":
-            print(json.dumps(report, indent=2), file=self.out, flush=True)
+        if machine:
+            print(dumps(report, self.output), file=self.out, flush=True)
         # a report file, JUnit XML, GitHub's step summary and outputs, as asked or set
         write_all(report, report_file=self.report_file, junit_file=self.junit_file)
 
@@ -211,3 +212,12 @@ def analysis_lines(analyses: list[dict[str, Any]]) -> list[str]:
         for c in a.get("comparisons") or []:
             lines.append(f"  compare {c['query']}: {c['result']}: {c['message']}")
     return lines
+
+
+def dumps(report: dict[str, Any], output: str) -> str:
+    """A report as ``-o json`` or ``-o yaml`` prints it (the same fields either way)."""
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(report, sort_keys=False, allow_unicode=True)).rstrip("\n")
+    return json.dumps(report, indent=2)

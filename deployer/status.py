@@ -175,7 +175,10 @@ def render_history(data: dict[str, Any]) -> str:
         lines.append(f"  {r.get('finished') or r.get('started')}  {r.get('strategy'):<10} "
                      f"{r.get('fromImage')} -> {r.get('toImage')}  version {version}  "
                      f"{r.get('verdict') or r.get('phase')}  by {r.get('who')}"
-                     + (f"  why: {r['reason']}" if r.get("reason") else ""))
+                     + (f"  why: {r['reason']}" if r.get("reason") else "")
+                     + (f"  run: {r['ciUrl']}" if r.get("ciUrl") else ""))
+        if r.get("verdict") not in (None, "promoted", "no-op") and r.get("message"):
+            lines.append(f"      because: {r['message']}")
     lines.append("revisions:")
     for r in data["revisions"]:
         mark = "*" if r["current"] else " "

@@ -66,4 +66,6 @@ def change_cause(action: str, target: Target) -> str:
         text += f" by {target.who}"
     if target.reason:
         text += f": {target.reason}"
+    if target.run_url:
+        text += f" ({target.run_url})"
     return text

@@ -807,7 +807,7 @@ def parse_replicas(value: str | int, field: str, *, minimum: int = 0) -> int:
     return _parse_bounded(value, field, "invalid-replicas", minimum, INT32_MAX, "replica counts")
 
 
-def validate_reason(text: str) -> str:
+def validate_reason(text: str, field: str = "--reason") -> str:
     """Check the change-cause text and return it with surrounding whitespace removed.
 
     It is stored in the ``kubernetes.io/change-cause`` annotation and printed on
@@ -824,7 +824,7 @@ def validate_reason(text: str) -> str:
             category = unicodedata.category(c)
             if category in ("Cc", "Zl", "Zp"):
                 raise _Problem(
-                    f"it contains {_char(c)} at position {i}; the reason must be one line "
+                    f"it contains {_char(c)} at position {i}; it must be one line "
                     "without control characters"
                 )
             if category == "Cs" or c in _BIDI_CONTROLS:
@@ -832,7 +832,8 @@ def validate_reason(text: str) -> str:
         if len(stripped) > REASON_MAX:
             raise _Problem(f"it is {len(stripped)} characters long; the limit is {REASON_MAX}")
     except _Problem as p:
-        raise p.error("--reason", stripped, "invalid-reason") from None
+        raise p.error(field, stripped, "invalid-reason" if field == "--reason" else
+                      "invalid-actor") from None
     return stripped
 
 

@@ -168,6 +168,7 @@ class FakeGateway:
         self.feeds: list[FakeFeed] = []  # every feed changes() made
         self.feeds_out_of_step: frozenset[str] = frozenset()  # sources whose watch lags
         self.namespace_is: bool | None = True  # what namespace_exists answers
+        self.identity_is: str | None = None  # what identity answers
         self.requests = RequestCount()  # the fake sends none
 
     # ------------------------------------------------------------ helpers
@@ -186,6 +187,9 @@ class FakeGateway:
     # ------------------------------------------------------------ reads
     def namespace_exists(self) -> bool | None:
         return self.namespace_is
+
+    def identity(self) -> str | None:
+        return self.identity_is
 
     def get_deployment(self, name: str) -> dict[str, Any] | None:
         d = self.deployments.get(name)

@@ -76,8 +76,8 @@ def test_a_global_option_after_the_subcommand_is_parsed_not_refused(capsys):
     assert run(["promote", "--app", "Bad_Name", "-n", "shop"]) == 2
     err = capsys.readouterr().err
     assert "No such option" not in err and "Bad_Name" in err
-    assert run(["status", "--app", "web", "-oyaml"]) == 2
-    assert "--output 'yaml' is invalid" in capsys.readouterr().err
+    assert run(["status", "--app", "web", "-oxml"]) == 2
+    assert "--output 'xml' is invalid" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("argv", "name"), [
