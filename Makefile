@@ -19,6 +19,7 @@ $(VPY):
 $(VENV)/.installed: pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -e '.[dev,stats]'
+	$(VPY) -m pip install -q -e tests/plugins/shadow  # the example strategy plugin the tests run
 	touch $@
 
 install: $(VENV)/.installed ## create .venv and install deployer with its dev extra

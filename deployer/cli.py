@@ -1102,6 +1102,75 @@ def history(ctx: typer.Context, app_name: str = APP) -> int:
     return _show(ctx, app_name, "history")
 
 
+@app.command()
+def strategies(ctx: typer.Context) -> int:
+    """The installed strategies (the deployer.strategies entry points): package, version,
+    and whether each loads."""
+    from deployer.strategy import registered
+
+    g = _globals(ctx)
+    found = registered()
+    if g.output in ("json", "yaml"):
+        from deployer.report import REPORT_SCHEMA_VERSION, dumps
+
+        print(dumps({"schemaVersion": REPORT_SCHEMA_VERSION, "kind": "strategies",
+                     "strategies": [r.to_json() for r in found]}, g.output))
+        return 0
+    for r in found:
+        print(f"{r.name:<12} {r.package or '?'} {r.version or '?'}  ({r.target})")
+        if r.problem:
+            print(f"warning: {r.problem}", file=sys.stderr)
+    return 0
+
+
+STRATEGY = typer.Option(..., "--strategy", metavar="NAME",
+                        help="A strategy deployer strategies lists (a plugin's, or rolling, "
+                             "recreate, canary, blue-green).")
+SETTING = typer.Option(None, "--set", metavar="KEY=VALUE",
+                       help="An option for the strategy's planner (repeatable); the plugin "
+                            "says which.")
+
+
+@app.command()
+def deploy(
+    ctx: typer.Context,
+    strategy: str = STRATEGY,
+    app_name: str = APP,
+    image: str = IMAGE,
+    setting: list[str] | None = SETTING,
+    reason: str | None = REASON,
+    dry_run: bool = DRY_RUN,
+    expect_version: str | None = EXPECT,
+    no_version_check: bool = NO_VERSION,
+    samples: int = SAMPLES,
+    container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
+    progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
+) -> int:
+    """Deploy with any installed strategy, a plugin's too (the same checks, lock, journal,
+    verification and rollback as the built-in commands)."""
+    _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
+    _check_samples(samples)
+    from deployer.strategy import load
+
+    load(strategy)  # an unknown or broken strategy is refused first
+    options: dict[str, Any] = {}
+    for text in setting or []:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInput(f"--set {text!r} is not KEY=VALUE", id="invalid-setting")
+        options[key.strip()] = value
+    return _deploy(ctx, strategy, app_name, image, reason, dry_run, expect_version,
+                   no_version_check, container, progress_deadline,
+                   {**options, "http_mode": _check_via(check_via), "atomic": atomic},
+                   samples=samples)
+
+
 CLIENTS = typer.Option(None, "--client-addresses", metavar="ADDRESSES",
                        help="Source addresses to call the Service from, to measure the share "
                             "of each version and stickiness, e.g. 10.201.0.1-10.201.0.200 "

@@ -483,11 +483,15 @@ class Plan:
     summary: str = ""
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()  # what the plan cannot do as asked (printed, in the JSON)
+    # what the outcome says once every step is done (default: "APP is running IMAGE"),
+    # for a plan that does not change what the app runs (a plugin's smoke test)
+    done: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {"schemaVersion": PLAN_SCHEMA_VERSION, "strategy": self.strategy,
                 "summary": self.summary, "notes": list(self.notes),
                 "warnings": list(self.warnings),
+                **({"done": self.done} if self.done else {}),
                 "steps": [step_to_json(s) for s in self.steps],
                 "rollback": [step_to_json(s) for s in self.rollback]}
 
@@ -504,7 +508,7 @@ class Plan:
             return cls(data["strategy"], app, tuple(step_from_json(s) for s in data["steps"]),
                        tuple(step_from_json(s) for s in data["rollback"]),
                        data.get("summary", ""), tuple(data.get("notes") or ()),
-                       tuple(data.get("warnings") or ()))
+                       tuple(data.get("warnings") or ()), str(data.get("done") or ""))
         except (KeyError, TypeError) as exc:
             raise UnsafeState(f"the recorded plan of {app} cannot be read: {exc!s}",
                               id="unreadable-plan") from exc

@@ -51,12 +51,62 @@ def runs_image(deployment: dict[str, Any], container: str, image: str) -> bool:
     return any(c["name"] == container and c["image"] == image for c in containers)
 
 
+@dataclass(frozen=True)
+class Registered:
+    """A strategy as its entry point registers it, and whether it can be loaded."""
+
+    name: str
+    target: str  # module:attribute
+    package: str | None
+    version: str | None
+    problem: str | None = None  # why it cannot be loaded, when it cannot
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "target": self.target, "package": self.package,
+                "version": self.version, "problem": self.problem}
+
+
+def registered() -> list[Registered]:
+    """Every strategy of the entry-point group, each loaded to see that it can be: one that
+    fails is listed with the reason (a warning), not an error, until it is used."""
+    out = []
+    for entry in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = entry.dist
+        problem = None
+        try:
+            _instance(entry)
+        except InvalidInput as exc:
+            problem = exc.message
+        out.append(Registered(entry.name, entry.value, dist.name if dist else None,
+                              dist.version if dist else None, problem))
+    return out
+
+
+def _instance(entry: metadata.EntryPoint) -> Strategy:
+    """The strategy an entry point names, made; a plugin that fails is InvalidInput."""
+    package = entry.dist.name if entry.dist else "?"
+    try:
+        plugin = entry.load()()
+    except Exception as exc:  # noqa: BLE001 - a third party's import may raise anything
+        raise InvalidInput(f"strategy {entry.name!r} ({entry.value}, package {package}) "
+                           f"fails to load: {type(exc).__name__}: {exc}",
+                           id="broken-strategy",
+                           hint=f"reinstall or fix {package}; deployer strategies lists "
+                                "what is installed") from None
+    missing = [a for a in ("name", "steps", "plan", "is_current") if not hasattr(plugin, a)]
+    if missing:
+        raise InvalidInput(f"strategy {entry.name!r} ({entry.value}, package {package}) is not "
+                           f"a strategy: it has no {', '.join(missing)}", id="broken-strategy")
+    return plugin  # type: ignore[no-any-return]
+
+
 def load(name: str) -> Strategy:
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name == name:
-            return entry.load()()  # type: ignore[no-any-return]
+            return _instance(entry)
     known = ", ".join(sorted(e.name for e in metadata.entry_points(group=ENTRY_POINT_GROUP)))
-    raise InvalidInput(f"unknown strategy {name!r} (installed: {known})", id="unknown-strategy")
+    raise InvalidInput(f"unknown strategy {name!r} (installed: {known})", id="unknown-strategy",
+                       hint="deployer strategies lists them with their packages")
 
 
 def change_cause(action: str, target: Target) -> str:

@@ -175,7 +175,7 @@ class Engine:
         side = self.ctx.results.old_side
         journal.finish(phase="done", verdict=Verdict.PROMOTED.value,
                        verified_version=self.verified_version, old_side=side)
-        message = f"{plan.app.name} is running {journal.record.to_image}"
+        message = plan.done or f"{plan.app.name} is running {journal.record.to_image}"
         if side:
             message += (f"; {side['deployment']} stays up until {side['until']} as the "
                         "rollback window (rollback switches back to it at once, promote ends "

@@ -56,7 +56,7 @@ def test_the_word_json_elsewhere_is_not_the_output_format(argv):
 
 
 def test_an_unknown_subcommand_is_left_for_the_parser_to_refuse():
-    argv = ["deploy", "--app", "web", "-n", "x"]
+    argv = ["ship", "--app", "web", "-n", "x"]
     assert hoist(argv, TABLE).argv == argv
 
 
