@@ -1308,7 +1308,8 @@ def blue_green(
 
 
 def _resume(ctx: typer.Context, app_name: str, action: str,
-            client_addresses: str | None, atomic: bool = False) -> int:
+            client_addresses: str | None, atomic: bool = False, *,
+            dry_run: bool = False) -> int:
     """promote / abort / resume: continue or undo a run recorded in the cluster by another
     process (resume: one held by deployer pause whose process is gone)."""
     g = _globals(ctx)
@@ -1356,7 +1357,9 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 
     # Refuse before the first write (the Lease); under the lock, read again: another
     # process may have continued the run in between.
-    continuable()
+    first = continuable()
+    if dry_run:
+        return _resume_dry_run(ctx, gw, app_name, action, first)
     with _exclusive(ctx, gw, app_name, needs=_recorded_needs(gw, app_name),
                     close_window=action != "promote") as guard:
         record = continuable()
@@ -1407,21 +1410,58 @@ def _resume(ctx: typer.Context, app_name: str, action: str,
 @app.command()
 def promote(ctx: typer.Context, app_name: str = APP,
             client_addresses: str | None = CLIENTS, atomic: bool = ATOMIC,
+            dry_run: bool = DRY_RUN,
             force: bool = FORCE, wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
     """Continue a run paused at a promotion gate (from any machine, any time)."""
     _lock_options(ctx, force, wait_for_lock)
-    return _resume(ctx, app_name, "promote", client_addresses, atomic)
+    return _resume(ctx, app_name, "promote", client_addresses, atomic, dry_run=dry_run)
 
 
 @app.command()
 def abort(ctx: typer.Context, app_name: str = APP,
-          client_addresses: str | None = CLIENTS, force: bool = FORCE,
-          wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
+          client_addresses: str | None = CLIENTS, dry_run: bool = DRY_RUN,
+          force: bool = FORCE, wait_for_lock: str | None = WAIT_FOR_LOCK) -> int:
     """Stop the app's unfinished run (paused, held or interrupted) and roll it back."""
     _lock_options(ctx, force, wait_for_lock)
-    if not force:
+    if not force and not dry_run:
         _take_over_if_held(ctx, app_name)
-    return _resume(ctx, app_name, "abort", client_addresses)
+    return _resume(ctx, app_name, "abort", client_addresses, dry_run=dry_run)
+
+
+def _resume_dry_run(ctx: typer.Context, gw: Gateway, app_name: str, action: str,
+                    found: Any) -> int:
+    """promote/abort --dry-run: the checks the real command makes before its first write,
+    and the steps it would run (the rest of the recorded plan, or its rollback)."""
+    from dataclasses import replace
+
+    from deployer import windows
+    from deployer.model import AppRef, Outcome, Plan, Verdict
+
+    g = _globals(ctx)
+    note = _dry_run_checks(ctx, gw, app_name, _recorded_needs(gw, app_name))
+    reporter = _reporter(g, gw)
+    if note:
+        reporter.note(note)
+    if isinstance(found, windows.Window):
+        reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=found.release.strategy,
+                      from_image=found.release.from_image, to_image=found.release.to_image)
+        reporter.note(f"the real promote would end the rollback window: {found.deployment} "
+                      "scaled to 0")
+        return _finish(reporter, Outcome(Verdict.PLANNED, ExitCode.OK,
+                                         "dry run: nothing was changed"))
+    record = found
+    plan = Plan.from_json(AppRef(gw.namespace, app_name), record.plan or {})
+    reporter.fact(app=f"{gw.namespace}/{app_name}", strategy=record.strategy,
+                  from_image=record.from_image, to_image=record.to_image,
+                  from_version=record.from_version, expected_version=record.expected_version)
+    if action == "promote":
+        start = (record.position or 0) + (0 if record.phase == "paused" else 1)
+        remaining = replace(plan, steps=plan.steps[start:], notes=())
+    else:  # abort runs the rollback steps
+        remaining = replace(plan, steps=plan.rollback, rollback=(), notes=())
+    state = read_app_or_stand_in(gw, app_name, _recorded_container(gw, app_name, record))
+    return _dry_run_result(reporter, state, remaining,
+                           f"{action} of {record.strategy} run {record.id} ({record.phase})")
 
 
 def _take_over_if_held(ctx: typer.Context, app_name: str) -> None:
