@@ -8,7 +8,7 @@ VPY := $(VENV)/bin/python
 DEPLOYER_LAB_BINARIES ?= $(firstword $(wildcard ../shared/lab/kube-*-linux-amd64.tar.xz))
 export DEPLOYER_LAB_BINARIES
 
-.PHONY: help install lab-deps lab-up lab-down lab-status demo-app demo test test-unit test-e2e lint bench cluster cluster-down clean
+.PHONY: help install lab-deps lab-up lab-down lab-status demo-app demo test test-unit test-package test-e2e lint bench cluster cluster-down clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 16
@@ -56,8 +56,11 @@ E2E_WORKERS ?= 4
 E2E_ARGS ?= --durations=25  # the slowest tests, in every CI log: where the suite's time goes
 E2E := E2E_WORKERS=$(E2E_WORKERS) E2E_PYTEST=$(VENV)/bin/pytest lab/run tests/e2e/run $(E2E_ARGS)
 
-test: test-unit lab-up ## all tests: unit (with coverage), then end-to-end on the lab cluster
+test: test-unit test-package lab-up ## all tests: unit (with coverage), the package, then end-to-end on the lab
 	$(E2E)
+
+test-package: install ## the sdist and wheel built, the wheel installed alone and run (needs PyPI)
+	$(VENV)/bin/pytest -q --timeout 900 tests/package
 
 test-unit: install ## unit tests only (no cluster), with line coverage per module
 	$(VENV)/bin/coverage run -m pytest --timeout 60 tests/unit  # no unit test waits for real

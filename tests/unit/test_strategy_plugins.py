@@ -31,7 +31,7 @@ def test_every_strategy_is_listed_with_its_package_and_version(capsys):
     assert cli.run(["-o", "json", "strategies"]) == 0
     listed = {s["name"]: s for s in checked(json.loads(capsys.readouterr().out))["strategies"]}
     assert {"rolling", "recreate", "canary", "blue-green", "shadow"} <= set(listed)
-    assert listed["canary"]["package"] == "deployer" and listed["canary"]["problem"] is None
+    assert listed["canary"]["package"] == "kube-deployer" and listed["canary"]["problem"] is None
     assert (listed["shadow"]["package"], listed["shadow"]["version"]) == (
         "deployer-shadow", "0.1.0")
 
