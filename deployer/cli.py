@@ -1091,9 +1091,36 @@ def _show(ctx: typer.Context, app_name: str, view: str) -> int:
 
 
 @app.command()
-def status(ctx: typer.Context, app_name: str = APP) -> int:
+def status(ctx: typer.Context, app_name: str = APP,
+           wait: str | None = typer.Option(None, "--wait-for", metavar="STATE",
+                                           help="paused, promoted or done: block until the "
+                                                "app's run gets there (exit 0), or ends "
+                                                "otherwise (its exit code); --timeout "
+                                                "bounds the wait (exit 70).")) -> int:
     """What is running: images, versions answering, replicas, Service, run in progress."""
-    return _show(ctx, app_name, "status")
+    if wait is None:
+        return _show(ctx, app_name, "status")
+    from deployer import status as views
+
+    if wait not in views.WAIT_STATES:
+        raise InvalidInput(f"--wait-for {wait!r} is invalid: use "
+                           f"{', '.join(views.WAIT_STATES)}", id="invalid-wait")
+    g = _globals(ctx)
+    validate_app_name(app_name)
+    gw = _connect(g, read_only=True)
+    from deployer.snapshot import find_app
+
+    find_app(gw, app_name)  # an app that does not exist is input, not a wait
+    code, what = views.wait_for(gw, app_name, wait, time.monotonic() + g.timeout,
+                                said=lambda text: print(text, file=sys.stderr, flush=True))
+    print(what, file=sys.stderr if g.output in ("json", "yaml") else sys.stdout)
+    if g.output in ("json", "yaml"):
+        from deployer.report import REPORT_SCHEMA_VERSION, dumps
+
+        data = {"schemaVersion": REPORT_SCHEMA_VERSION, "kind": "status",
+                **views.collect(gw, app_name)}
+        print(dumps(data, g.output))
+    return code
 
 
 @app.command()

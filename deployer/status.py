@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from deployer.errors import AppNotFound
@@ -184,3 +185,56 @@ def render_history(data: dict[str, Any]) -> str:
         mark = "*" if r["current"] else " "
         lines.append(f" {mark}{r['revision']:>4}  {r['image']:<40} {r['changeCause'] or ''}")
     return "\n".join(lines)
+
+
+WAIT_STATES = ("paused", "promoted", "done")
+WAIT_POLL = 2.0  # seconds between reads of the app's journal while waiting
+
+
+def wait_for(gw: ClusterGateway, app: str, state: str, deadline: float, *,
+             clock: Callable[[], float] = time.monotonic,
+             sleep: Callable[[float], None] = time.sleep,
+             said: Callable[[str], None] = lambda text: None) -> tuple[int, str]:
+    """Wait until the app's run reaches ``state``; (exit code, what happened).
+
+    ``paused``: the run in progress stops at a gate (0); it ends without stopping there
+    instead: the exit code of how it ended. ``promoted``: the run in progress (or, with
+    none, the last one) ends promoted (0), or otherwise (1 rejected or rolled back, 3
+    unsafe). ``done``: it ends, whichever way (0 promoted, rolled back or a no-op;
+    otherwise as for promoted). Past ``deadline``: 70.
+    """
+    from deployer.exitcodes import ExitCode
+
+    started_with = read_run(gw, app)
+    watched = started_with.id if started_with is not None else None
+    last_said = None
+    while True:
+        run = read_run(gw, app)
+        if run is not None and watched is None:
+            watched = run.id  # a run started while we waited: it is the one to follow
+        if state == "paused" and run is not None and run.id == watched \
+                and run.phase == "paused":
+            return int(ExitCode.OK), f"{run.strategy} run {run.id} is paused at the gate"
+        finished = None
+        if run is None or run.id != watched:
+            history = read_history(gw, app)
+            finished = next((r for r in reversed(history) if r.id == watched), None) \
+                if watched else (history[-1] if history else None)
+        if finished is not None or (run is None and watched is None):
+            if finished is None:
+                return int(ExitCode.INVALID), f"{app} has no run to wait for"
+            verdict = finished.verdict or finished.phase
+            what = f"{finished.strategy} run {finished.id} ended {verdict}"
+            if verdict == "promoted" or (state == "done" and verdict in ("rolled-back",
+                                                                          "no-op")):
+                return int(ExitCode.OK), what
+            return int(ExitCode.UNSAFE if verdict == "unsafe" else ExitCode.REJECTED), what
+        if clock() > deadline:
+            where = f"{run.phase} at '{run.step}'" if run is not None else "not started"
+            return int(ExitCode.TIMEOUT), f"timed out waiting for {state}: the run is {where}"
+        now = f"waiting for {state}: run {run.id} {run.phase} at '{run.step}'" \
+            if run is not None else f"waiting for {state}"
+        if now != last_said:
+            said(now)
+            last_said = now
+        sleep(WAIT_POLL)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from junitparser import JUnitXml, Skipped
 
-from tests.e2e.deployer_cli import run_printed
+from tests.e2e.deployer_cli import Background, deployer, run_printed
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -76,3 +76,15 @@ def test_every_deployer_command_of_the_pipeline_files_runs_as_written(namespace,
         result = run_printed(f"{as_run_here(line, namespace, junit)} --dry-run")
         assert result.code == 0, (source, line, result)
         assert "dry run: nothing was changed" in result.stdout, result
+
+    # Another job waits for the release without polling itself: the approval's promote
+    # runs, and status --wait-for promoted returns when it is done.
+    assert deployer(namespace, "status", "--app", "hello", "--wait-for", "paused").code == 0
+    promote = Background(namespace, "promote", "--app", "hello")
+    waited = deployer(namespace, "-o", "json", "status", "--app", "hello", "--wait-for",
+                      "promoted", "--timeout", "4m")
+    assert promote.wait().code == 0
+    assert waited.code == 0, waited
+    assert "ended promoted" in waited.stderr
+    assert {d["name"]: d["image"] for d in waited.report["deployments"]} == {
+        "hello": "hello:v2"}
