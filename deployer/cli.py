@@ -1096,8 +1096,23 @@ def status(ctx: typer.Context, app_name: str = APP,
                                            help="paused, promoted or done: block until the "
                                                 "app's run gets there (exit 0), or ends "
                                                 "otherwise (its exit code); --timeout "
-                                                "bounds the wait (exit 70).")) -> int:
+                                                "bounds the wait (exit 70)."),
+           watch: bool = typer.Option(False, "--watch", help="Draw the view again every "
+                                                             "2 s until interrupted.")) -> int:
     """What is running: images, versions answering, replicas, Service, run in progress."""
+    if watch:
+        if wait is not None:
+            raise InvalidInput("--watch and --wait-for exclude each other", id="invalid-wait")
+        from deployer import status as views
+
+        g = _globals(ctx)
+        validate_app_name(app_name)
+        gw = _connect(g, read_only=True)
+        try:
+            views.watch(gw, app_name, sys.stdout, tty=sys.stdout.isatty() and not _in_ci())
+        except KeyboardInterrupt:
+            return 0  # the way a watch ends
+        return 0
     if wait is None:
         return _show(ctx, app_name, "status")
     from deployer import status as views

@@ -12,7 +12,7 @@ from deployer.model import labels_text
 from deployer.record import read_history, read_pause, read_run
 from deployer.rollout import rollout_status
 from deployer.snapshot import current_versions, pick_container, revisions
-from deployer.timestamps import parse
+from deployer.timestamps import iso, parse
 
 if TYPE_CHECKING:
     from deployer.gateway import ClusterGateway
@@ -238,3 +238,27 @@ def wait_for(gw: ClusterGateway, app: str, state: str, deadline: float, *,
             said(now)
             last_said = now
         sleep(WAIT_POLL)
+
+
+WATCH_INTERVAL = 2.0  # seconds between two views of status --watch
+
+
+def watch(gw: ClusterGateway, app: str, out: Any, *, tty: bool,
+          sleep: Callable[[float], None] = time.sleep, wall: Callable[[], float] = time.time,
+          rounds: int | None = None) -> None:
+    """status --watch: the view again every 2 s until interrupted. On a terminal it is
+    redrawn in place; elsewhere (CI) a view is printed, with its time, only when it
+    changed. ``rounds``: stop after that many views (tests)."""
+    last = None
+    done = 0
+    while rounds is None or done < rounds:
+        view = render(collect(gw, app))
+        if tty:
+            out.write("\x1b[H\x1b[2J" + view + "\n")
+        elif view != last:
+            out.write(f"--- {iso(wall())}\n{view}\n")
+        out.flush()
+        last = view
+        done += 1
+        if rounds is None or done < rounds:
+            sleep(WATCH_INTERVAL)

@@ -73,3 +73,20 @@ def test_the_cli_refuses_another_state_and_an_unknown_app(cli_cluster, capsys):
     assert cli.run(["status", "--app", "hello", "--wait-for", "finished"]) == 2
     assert "--wait-for 'finished' is invalid" in capsys.readouterr().err
     assert cli.run(["status", "--app", "nope", "--wait-for", "done"]) == 2
+
+
+def test_watch_redraws_on_a_terminal_and_prints_changes_only_elsewhere(cli_cluster):
+    import io
+
+    from deployer.status import watch
+
+    out = io.StringIO()
+    watch(cli_cluster, "hello", out, tty=True, sleep=lambda s: None, rounds=2)
+    assert out.getvalue().count("\x1b[H\x1b[2J") == 2 and "app hello" in out.getvalue()
+    plain = io.StringIO()
+    scaled = iter([lambda: None, lambda: cli_cluster.deployments["hello"]["spec"].update(
+        replicas=5)])
+    watch(cli_cluster, "hello", plain, tty=False, sleep=lambda s: next(scaled)(), rounds=3)
+    text = plain.getvalue()
+    assert "\x1b" not in text and text.count("--- ") == 2  # the same view is not repeated
+    assert "5 desired" in text.split("--- ")[-1]
