@@ -414,7 +414,7 @@ def _check_image_input(image: str) -> None:
         parse_image(image)
 
 
-def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
+def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str | None,
             reason: str | None, dry_run: bool, expect_version: str | None,
             no_version_check: bool, container: str | None, progress_deadline: str | None,
             options: dict[str, Any], samples: int = 3) -> int:
@@ -422,7 +422,8 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
 
     g = _globals(ctx)
     validate_app_name(app_name)
-    _check_image_input(image)
+    if image is not None:  # None: the image the app runs now (a restart)
+        _check_image_input(image)
     if reason is not None:
         reason = validate_reason(reason)
     if expect_version is not None and not VERSION_TEXT.match(expect_version):
@@ -463,8 +464,13 @@ def _deploy(ctx: typer.Context, strategy_name: str, app_name: str, image: str,
                                if held.get("deployment") == app_name else
                                f"resume it first: kubectl rollout resume deployment/"
                                f"{app_name}")
-        target_image = resolve_image(image, state.image)
-        expected = expect_version or expected_version_from_tag(target_image.tag)
+        if image is None:  # the same image again: the version its pods answer now
+            live = state.on_live_side()
+            target_image = live.image
+            expected = expect_version or live.version
+        else:
+            target_image = resolve_image(image, state.image)
+            expected = expect_version or expected_version_from_tag(target_image.tag)
         if expected is None and not no_version_check:
             raise InvalidInput(
                 f"cannot tell which version {target_image} should answer on /version",
@@ -902,6 +908,36 @@ def rolling(
                     "http_mode": _check_via(check_via), "atomic": atomic, "analysis": spec,
                     "interval": _analysis_time(interval, spec)},
                    samples=samples)
+
+
+@app.command()
+def restart(
+    ctx: typer.Context,
+    app_name: str = APP,
+    reason: str | None = REASON,
+    dry_run: bool = DRY_RUN,
+    expect_version: str | None = EXPECT,
+    no_version_check: bool = NO_VERSION,
+    samples: int = SAMPLES,
+    container: str | None = CONTAINER,
+    check_via: str = CHECK_VIA,
+    progress_deadline: str | None = PROGRESS,
+    atomic: bool = ATOMIC,
+    allow_gitops: bool = ALLOW_GITOPS,
+    force: bool = FORCE,
+    wait_for_lock: str | None = WAIT_FOR_LOCK,
+) -> int:
+    """Restart every pod (kubectl rollout restart), verified like a release: the new pods
+    must answer the version the app answers now; undone on failure."""
+    _lock_options(ctx, force, wait_for_lock)
+    ctx.meta["allow_gitops"] = allow_gitops
+    _check_samples(samples)
+    from deployer.timestamps import iso
+
+    return _deploy(ctx, "restart", app_name, None, reason, dry_run, expect_version,
+                   no_version_check, container, progress_deadline,
+                   {"restarted_at": iso(time.time()), "http_mode": _check_via(check_via),
+                    "atomic": atomic}, samples=samples)
 
 
 @app.command()

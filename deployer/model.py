@@ -208,6 +208,20 @@ class UpdateDeployment(Step):
 
 @step_type
 @dataclass(frozen=True)
+class RestartDeployment(Step):
+    """Restart every pod of a Deployment by a rolling update of the same spec, as
+    ``kubectl rollout restart`` does: the pod template's restartedAt annotation is set."""
+
+    deployment: str
+    restarted_at: str
+    change_cause: str
+
+    def describe(self) -> str:
+        return f"restart {self.deployment}'s pods (restartedAt {self.restarted_at})"
+
+
+@step_type
+@dataclass(frozen=True)
 class SetRolloutStrategy(Step):
     deployment: str
     strategy: K8sObject

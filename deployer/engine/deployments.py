@@ -25,6 +25,7 @@ from deployer.model import (
     DeleteDeployment,
     Phase,
     PodFailure,
+    RestartDeployment,
     ScaleDeployment,
     SetRolloutStrategy,
     UndoRollout,
@@ -65,6 +66,23 @@ def update(ctx: StepContext, step: UpdateDeployment) -> str | None:
         return dep
 
     return None if write(ctx, step.deployment, change) else "already set; nothing to change"
+
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"  # the annotation kubectl's restart sets
+
+
+def restart(ctx: StepContext, step: RestartDeployment) -> str | None:
+    def change(dep: K8sObject) -> K8sObject | None:
+        meta = dep["spec"]["template"].setdefault("metadata", {})
+        annotations = meta.setdefault("annotations", {})
+        if annotations.get(RESTARTED_AT) == step.restarted_at:
+            return None  # this run's restart is already written (a resumed run)
+        annotations[RESTARTED_AT] = step.restarted_at
+        dep["metadata"].setdefault("annotations", {})[CHANGE_CAUSE_ANNOTATION] = \
+            step.change_cause
+        return dep
+
+    return None if write(ctx, step.deployment, change) else "already restarted by this run"
 
 
 def set_strategy(ctx: StepContext, step: SetRolloutStrategy) -> str | None:

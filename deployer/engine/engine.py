@@ -38,6 +38,7 @@ from deployer.model import (
     KeepOld,
     Outcome,
     Plan,
+    RestartDeployment,
     ScaleDeployment,
     SetRolloutStrategy,
     SetServiceAffinity,
@@ -63,6 +64,7 @@ ROLLBACK_BUDGET = 300.0  # seconds a rollback may take, even after the run's own
 Handler = Callable[[StepContext, Any], "str | None"]
 HANDLERS: dict[type[Step], Handler] = {
     UpdateDeployment: deployments.update,
+    RestartDeployment: deployments.restart,
     SetRolloutStrategy: deployments.set_strategy,
     UndoRollout: deployments.undo,
     AwaitRollout: deployments.await_rollout,

@@ -36,7 +36,7 @@ def test_the_sdist_and_wheel_hold_every_module_and_the_entry_points(built):
                for p in (ROOT / d).rglob("*.py")}
     assert sources <= names, sources - names
     assert "deployer = deployer.cli:main" in entry_points
-    for strategy in ("rolling", "recreate", "canary", "blue-green"):
+    for strategy in ("rolling", "recreate", "canary", "blue-green", "restart"):
         assert f"{strategy} = strategies." in entry_points
     with tarfile.open(sdist) as t:
         assert any(n.endswith("/pyproject.toml") for n in t.getnames())
@@ -56,6 +56,6 @@ def test_the_wheel_installed_alone_runs_deployer(built, tmp_path):
                             text=True, timeout=60, cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     strategies = {s["name"]: s for s in json.loads(listed.stdout)["strategies"]}
-    assert set(strategies) == {"rolling", "recreate", "canary", "blue-green"}
+    assert set(strategies) == {"rolling", "recreate", "canary", "blue-green", "restart"}
     assert all(s["problem"] is None and s["package"] == "kube-deployer"
                for s in strategies.values())
