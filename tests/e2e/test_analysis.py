@@ -106,7 +106,7 @@ def test_canary_of_v6_is_rejected_by_its_5xx_ratio_in_prometheus_while_users_cal
         namespace, deploy_hello, kube):
     deploy_hello(namespace, replicas=4)
 
-    with ServiceClient(kube, namespace, clients=40, pause=0.05, path="/") as users:
+    with ServiceClient(kube, namespace, clients=40, pause=0.2, path="/") as users:
         result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v6",
                           "--weight", "50", "--interval", "45s", "--analysis", ERROR_RATE)
 
@@ -131,7 +131,7 @@ def test_canary_of_v2_passes_the_template_the_comparison_and_the_probe(namespace
                                                                        deploy_hello, kube):
     deploy_hello(namespace, replicas=4)
 
-    with ServiceClient(kube, namespace, clients=40, pause=0.05, path="/") as users:
+    with ServiceClient(kube, namespace, clients=40, pause=0.2, path="/") as users:
         result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v2",
                           "--weight", "50", "--interval", "30s", "--analysis", ERROR_RATE,
                           "--compare", compare_query(namespace), "--prometheus", PROMETHEUS,
@@ -159,7 +159,7 @@ def test_canary_of_v2_passes_the_template_the_comparison_and_the_probe(namespace
 def test_compare_rejects_v6_against_stable_without_a_threshold(namespace, deploy_hello, kube):
     deploy_hello(namespace, replicas=4)
 
-    with ServiceClient(kube, namespace, clients=40, pause=0.05, path="/") as users:
+    with ServiceClient(kube, namespace, clients=40, pause=0.2, path="/") as users:
         result = deployer(namespace, "-o", "json", "canary", "--app", "hello", "--image", "v6",
                           "--weight", "50", "--interval", "24s",
                           "--compare", compare_query(namespace), "--prometheus", PROMETHEUS)
