@@ -41,16 +41,16 @@ from deployer.errors import (
 )
 from deployer.health.http import ErrorRate, VersionProbe
 from deployer.health.verifier import DEFAULT_PORT, container_port, is_ready, selector_of
+from deployer.labels import TRACK_KEY, pod_labels
+from deployer.snapshot import revisions
 from deployer.timestamps import iso
 
 PROBE_REQUESTS = 100  # GETs to each side's pods per step, unless --probe-requests says
 COMPARE_STEP = 2.0  # seconds between the points of a comparison's range query
 JOB_POLL = 1.0  # seconds between reads of a job metric's Job
 JOB_LOG_LINES = 20
-TRACK_KEY = "track"
 ANALYSIS_OF = "deployer.dev/analysis-of"
 HASH_LABEL = "pod-template-hash"
-REVISION = "deployment.kubernetes.io/revision"
 
 
 @dataclass(frozen=True)
@@ -83,21 +83,15 @@ def arguments(ctx: StepContext, sides: Sides) -> dict[str, str]:
 
 
 def _track(dep: dict[str, Any] | None) -> str:
-    labels = ((((dep or {}).get("spec") or {}).get("template") or {}).get("metadata")
-              or {}).get("labels") or {}
-    return str(labels.get(TRACK_KEY, ""))
+    return pod_labels(dep or {}).get(TRACK_KEY, "")
 
 
 def _hashes(ctx: StepContext, dep: dict[str, Any] | None) -> list[str]:
-    """The pod-template hashes of a Deployment's ReplicaSets, oldest revision first."""
+    """The pod-template hashes of a Deployment's revisions, oldest first."""
     if dep is None:
         return []
-    name = dep["metadata"]["name"]
-    owned = [rs for rs in ctx.gateway.list_replicasets(selector_of(dep))
-             if any(o.get("name") == name for o in rs["metadata"].get("ownerReferences") or [])]
-    owned.sort(key=lambda rs: int((rs["metadata"].get("annotations") or {}).get(REVISION, 0)
-                                  or 0))
-    return [str((rs["metadata"].get("labels") or {}).get(HASH_LABEL, "")) for rs in owned]
+    return [str(((r.template.get("metadata") or {}).get("labels") or {}).get(HASH_LABEL, ""))
+            for r in revisions(ctx.gateway, dep)]
 
 
 class StepAnalysis:

@@ -69,7 +69,7 @@ def cluster() -> Gateway:
     stable = deployment("hello", "hello:v1", revision=10)
     canary = relabel(deployment("hello-canary", "hello:v2", replicas=1), **CANARY_LABELS)
     gw = Gateway(stable, canary)
-    foreign = replicaset(stable, 11, "f0re1gn")
+    foreign = replicaset(stable, 11, "f0re1gn", owner_uid="uid-of-someone-else")
     foreign["metadata"]["ownerReferences"][0]["name"] = "someone-else"
     gw.replicasets = [replicaset(stable, 10, "st4b10"), foreign, replicaset(stable, 9, "st4b09"),
                       replicaset(canary, 1, "c4n4ry"), replicaset(stable, 2, "st4b02")]
